@@ -1,0 +1,205 @@
+//! Phase one: the config file as written. Every field is optional or a plain string here so
+//! that phase two (`validate`) can check each value and report all problems at once.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    pub runtime: Option<RawRuntime>,
+    #[serde(default)]
+    pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub certificates: Vec<RawCertificate>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub pools: Vec<RawPool>,
+    pub observability: Option<RawObservability>,
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRuntime {
+    pub threads: Option<i64>,
+    pub sticky_secret_file: Option<String>,
+    pub shutdown_grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawListener {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub protocol: Option<String>,
+    pub zone: Option<String>,
+    pub h2c: Option<bool>,
+    pub tls: Option<RawListenerTls>,
+    pub limits: Option<RawListenerLimits>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawListenerTls {
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    pub default_certificate: Option<String>,
+    pub client_ca: Option<String>,
+    pub client_auth: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawListenerLimits {
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_header_bytes: Option<String>,
+    pub max_headers: Option<i64>,
+    pub max_uri_bytes: Option<String>,
+    pub max_connections: Option<i64>,
+    pub max_body: Option<String>,
+    pub request_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawCertificate {
+    pub name: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub listeners: Vec<String>,
+    #[serde(rename = "match")]
+    pub matcher: Option<RawRouteMatch>,
+    pub pool: Option<String>,
+    pub max_body: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRouteMatch {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub path: Option<String>,
+    pub path_prefix: Option<String>,
+    pub path_regex: Option<String>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub headers: Vec<RawHeaderMatch>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHeaderMatch {
+    pub name: Option<String>,
+    pub value: Option<String>,
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPool {
+    pub name: Option<String>,
+    pub algorithm: Option<String>,
+    pub hash_key: Option<RawHashKey>,
+    pub protocol: Option<String>,
+    pub tls: Option<RawUpstreamTls>,
+    #[serde(default)]
+    pub backends: Vec<RawBackend>,
+    pub health_check: Option<RawHealthCheck>,
+    pub outlier: Option<RawOutlier>,
+    pub slow_start: Option<String>,
+    pub sticky: Option<RawSticky>,
+    pub timeouts: Option<RawPoolTimeouts>,
+    pub retries: Option<RawRetries>,
+    pub max_idle_per_backend: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHashKey {
+    pub source: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawUpstreamTls {
+    pub server_name: Option<String>,
+    pub verify: Option<bool>,
+    pub ca: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawBackend {
+    pub id: Option<String>,
+    pub address: Option<String>,
+    pub weight: Option<i64>,
+    pub backup: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawHealthCheck {
+    pub kind: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub expect_status: Option<String>,
+    pub expect_body: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawOutlier {
+    pub consecutive_failures: Option<i64>,
+    pub base_ejection: Option<String>,
+    pub max_ejection: Option<String>,
+    pub max_ejected_percent: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSticky {
+    pub mode: Option<String>,
+    pub cookie: Option<String>,
+    pub header: Option<String>,
+    pub ttl: Option<String>,
+    pub secure: Option<bool>,
+    pub http_only: Option<bool>,
+    pub same_site: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPoolTimeouts {
+    pub connect: Option<String>,
+    pub response_header: Option<String>,
+    pub idle: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRetries {
+    pub attempts: Option<i64>,
+    pub budget_percent: Option<i64>,
+    pub min_per_second: Option<i64>,
+    #[serde(default)]
+    pub on_status: Vec<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawObservability {
+    pub metrics_address: Option<String>,
+    pub access_log: Option<String>,
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAdmin {
+    pub address: Option<String>,
+    pub token_file: Option<String>,
+    pub token_env: Option<String>,
+    pub allow_remote: Option<bool>,
+}
