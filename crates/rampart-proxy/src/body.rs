@@ -1,0 +1,197 @@
+//! Body types of the request path. Bodies stream frame by frame in both directions; nothing is
+//! buffered whole.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+/// Error from a client body that went over its route's limit.
+#[derive(Debug, thiserror::Error)]
+#[error("request body exceeds the limit of {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+pin_project_lite::pin_project! {
+    /// The client's request body on its way upstream, cut off with an error past `limit` bytes.
+    pub struct RequestBody {
+        #[pin]
+        inner: Option<Incoming>,
+        limit: u64,
+        seen: u64,
+    }
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: u64) -> Self {
+        RequestBody {
+            inner: Some(inner),
+            limit,
+            seen: 0,
+        }
+    }
+
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            limit: 0,
+            seen: 0,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        match inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    if *this.seen > *this.limit {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: *this.limit }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+/// Called once when a response body is finished or abandoned: bytes sent and whether the
+/// body completed.
+pub trait BodyFinish: Send + Sync + 'static {
+    fn finish(self: Box<Self>, bytes: u64, complete: bool);
+}
+
+pin_project_lite::pin_project! {
+    /// A response on its way to the client: either streamed from an upstream or made locally.
+    pub struct ResponseBody {
+        #[pin]
+        upstream: Option<Incoming>,
+        local: Option<Bytes>,
+        bytes: u64,
+        on_finish: Option<Box<dyn BodyFinish>>,
+    }
+    impl PinnedDrop for ResponseBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(f) = this.on_finish.take() {
+                // An empty body may never be polled: it still counts as complete.
+                let complete = match this.upstream.as_ref().get_ref() {
+                    Some(b) => b.is_end_stream(),
+                    None => this.local.is_none(),
+                };
+                f.finish(*this.bytes, complete);
+            }
+        }
+    }
+}
+
+impl ResponseBody {
+    pub fn upstream(body: Incoming, on_finish: Option<Box<dyn BodyFinish>>) -> Self {
+        ResponseBody {
+            upstream: Some(body),
+            local: None,
+            bytes: 0,
+            on_finish,
+        }
+    }
+
+    pub fn local(data: impl Into<Bytes>, on_finish: Option<Box<dyn BodyFinish>>) -> Self {
+        let data = data.into();
+        ResponseBody {
+            upstream: None,
+            local: (!data.is_empty()).then_some(data),
+            bytes: 0,
+            on_finish,
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self::local(Bytes::new(), None)
+    }
+
+    /// Adds a finisher that runs after the existing one.
+    pub fn chain_finish(&mut self, next: Box<dyn BodyFinish>) {
+        self.on_finish = Some(match self.on_finish.take() {
+            Some(first) => Box::new(Chain(first, next)),
+            None => next,
+        });
+    }
+}
+
+struct Chain(Box<dyn BodyFinish>, Box<dyn BodyFinish>);
+
+impl BodyFinish for Chain {
+    fn finish(self: Box<Self>, bytes: u64, complete: bool) {
+        let Chain(first, second) = *self;
+        first.finish(bytes, complete);
+        second.finish(bytes, complete);
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = match this.upstream.as_pin_mut() {
+            Some(inner) => inner.poll_frame(cx),
+            None => Poll::Ready(this.local.take().map(|b| Ok(Frame::data(b)))),
+        };
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    *this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(f) = this.on_finish.take() {
+                    f.finish(*this.bytes, true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(f) = this.on_finish.take() {
+                    f.finish(*this.bytes, false);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.upstream {
+            Some(b) => b.is_end_stream(),
+            None => self.local.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.upstream {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(self.local.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}

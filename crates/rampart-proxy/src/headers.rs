@@ -1,0 +1,205 @@
+//! Header rewriting between client and upstream: hop-by-hop removal, forwarding headers and the
+//! request id.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+/// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket hand-off).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        if keep_upgrade && name == header::UPGRADE {
+            continue;
+        }
+        headers.remove(&name);
+    }
+    headers.remove(header::CONNECTION);
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(header::PROXY_AUTHORIZATION);
+    headers.remove(header::PROXY_AUTHENTICATE);
+    headers.remove(header::TE);
+    headers.remove(header::TRAILER);
+    headers.remove(header::TRANSFER_ENCODING);
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Is this an HTTP/1.1 upgrade request (e.g. WebSocket)?
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Appends the client to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto` and
+/// `X-Forwarded-Host`.
+pub fn add_forwarding(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Option<&str>) {
+    let proto = if tls { "https" } else { "http" };
+    let client_text = client.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {client_text}"),
+        _ => client_text.clone(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    let node = match client {
+        IpAddr::V4(_) => client_text,
+        IpAddr::V6(_) => format!("\"[{client_text}]\""),
+    };
+    let mut element = format!("for={node};proto={proto}");
+    if let Some(h) = host {
+        if let Ok(v) = HeaderValue::from_str(h) {
+            headers.insert(&X_FORWARDED_HOST, v);
+        }
+        if h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+            element.push_str(";host=");
+            element.push_str(h);
+        }
+    }
+    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {element}"),
+        _ => element,
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// A client-supplied request id is kept when it is short and plain; otherwise a new one is made.
+pub fn acceptable_request_id(value: &HeaderValue) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
+}
+
+/// Checks of the request head that guard against request smuggling and ambiguous framing.
+/// hyper already rejects malformed request lines, obs-fold, invalid chunk sizes and conflicting
+/// Content-Length values; these are the cases it accepts but a proxy must not forward.
+pub fn framing_problem(headers: &HeaderMap) -> Option<&'static str> {
+    let has_te = headers.contains_key(header::TRANSFER_ENCODING);
+    if has_te && headers.contains_key(header::CONTENT_LENGTH) {
+        return Some("both Content-Length and Transfer-Encoding");
+    }
+    if has_te {
+        let mut codings = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(|t| t.trim_ascii())
+            .collect::<Vec<_>>();
+        let last = codings.pop();
+        if !matches!(last, Some(t) if t.eq_ignore_ascii_case(b"chunked"))
+            || codings.iter().any(|t| t.eq_ignore_ascii_case(b"chunked"))
+        {
+            return Some("Transfer-Encoding must end with a single chunked");
+        }
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let Some(first) = lengths.next() {
+        if lengths.any(|v| v != first) {
+            return Some("conflicting Content-Length values");
+        }
+        let text = first.as_bytes();
+        if text.is_empty() || !text.iter().all(u8::is_ascii_digit) || text.len() > 19 {
+            return Some("invalid Content-Length");
+        }
+    }
+    None
+}
+
+/// Declared body length, if any (after [`framing_problem`] passed).
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("x-keep", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn upgrade_kept_when_asked() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade_request(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+    }
+
+    #[test]
+    fn forwarding_appends() {
+        let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=203.0.113.9")]);
+        add_forwarding(&mut h, "2001:db8::1".parse().unwrap(), true, Some("api.example.com"));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "api.example.com");
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9, for=\"[2001:db8::1]\";proto=https;host=api.example.com"
+        );
+    }
+
+    #[test]
+    fn framing_checks() {
+        assert!(framing_problem(&map(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_some());
+        assert!(framing_problem(&map(&[("content-length", "5"), ("content-length", "6")])).is_some());
+        assert!(framing_problem(&map(&[("content-length", "-1")])).is_some());
+        assert!(framing_problem(&map(&[("transfer-encoding", "gzip")])).is_some());
+        assert!(framing_problem(&map(&[("transfer-encoding", "chunked, chunked")])).is_some());
+        assert!(framing_problem(&map(&[("transfer-encoding", "gzip, chunked")])).is_none());
+        assert!(framing_problem(&map(&[("content-length", "5"), ("content-length", "5")])).is_none());
+        assert_eq!(content_length(&map(&[("content-length", "42")])), Some(42));
+    }
+}

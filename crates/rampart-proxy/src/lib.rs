@@ -1,0 +1,517 @@
+//! Rampart's data plane and the control loop around it.
+//!
+//! The data plane (listeners, [`proxy::handle`]) only reads the current [`Runtime`], an
+//! immutable compilation of a config [`Snapshot`](rampart_config::Snapshot) held in an
+//! `ArcSwap`. The control plane ([`Proxy`]) validates new configs, builds the next runtime off
+//! the request path, swaps it in atomically, and reconciles listeners and health-check tasks.
+//! A request keeps the runtime it started with, so a reload never disturbs requests in flight.
+
+#![forbid(unsafe_code)]
+
+pub mod accesslog;
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod health;
+pub mod metrics;
+pub mod phase;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod server;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rampart_balance::{AdminState, StickySigner};
+use rampart_config::{AccessLog, ConfigErrors, Snapshot};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use crate::accesslog::AccessLogger;
+pub use crate::metrics::Metrics;
+pub use crate::phase::{ConnInfo, ConnectionGuard, Phases, Rejection, RequestGuard};
+pub use crate::runtime::Runtime;
+
+/// State shared by every connection task.
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: ArcSwap<AccessLogger>,
+    pub registry: upstream::Registry,
+    pub sticky: StickySigner,
+    pub request_ids: proxy::RequestIds,
+    pub phases: Phases,
+}
+
+/// Why a start or reload failed. The running config (if any) is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    #[error("{}", .0.join("\n"))]
+    Files(Vec<String>),
+    #[error("cannot listen on {address} for listener \"{listener}\": {error}")]
+    Bind {
+        listener: String,
+        address: SocketAddr,
+        error: std::io::Error,
+    },
+    #[error("no config file to reload from")]
+    NoConfigFile,
+}
+
+/// Status of one backend, for the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendStatus {
+    pub id: String,
+    pub address: String,
+    pub weight: u32,
+    pub effective_weight: u32,
+    pub backup: bool,
+    pub healthy: bool,
+    pub available: bool,
+    pub admin_state: &'static str,
+    pub ejected_for_ms: Option<u64>,
+    pub outstanding: u32,
+    pub ewma_latency_ms: f64,
+    pub total_requests: u64,
+    pub total_failures: u64,
+    pub idle_connections: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PoolStatus {
+    pub name: String,
+    pub algorithm: String,
+    pub backends: Vec<BackendStatus>,
+}
+
+struct ListenerHandle {
+    address: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+struct Control {
+    listeners: HashMap<String, ListenerHandle>,
+    health: Vec<JoinHandle<()>>,
+    generation: u64,
+    last_source_hash: u64,
+    last_failed_hash: Option<u64>,
+}
+
+/// A running Rampart data plane and its control loop.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    config_path: Option<PathBuf>,
+    control: tokio::sync::Mutex<Control>,
+    addresses: Mutex<HashMap<String, SocketAddr>>,
+    shutdown_tx: watch::Sender<bool>,
+    tracker: Arc<server::ConnTracker>,
+    background: Mutex<Vec<JoinHandle<()>>>,
+    metrics_address: Mutex<Option<SocketAddr>>,
+}
+
+impl Proxy {
+    /// Builds the first runtime, binds every listener and starts health checks.
+    /// `config_path` is where reloads read from.
+    pub async fn start(snapshot: Snapshot, config_path: Option<PathBuf>, phases: Phases) -> Result<Arc<Proxy>, ReloadError> {
+        let metrics = Metrics::new();
+        let secret = match &snapshot.runtime.sticky_secret_file {
+            Some(path) => std::fs::read(path).map_err(|e| ReloadError::Files(vec![format!("cannot read sticky secret {}: {e}", path.display())]))?,
+            None => rand::random::<[u8; 32]>().to_vec(),
+        };
+        let snapshot = Arc::new(snapshot);
+        let registry = upstream::Registry::default();
+        let runtime = Runtime::build(snapshot.clone(), 1, None, &registry).map_err(ReloadError::Files)?;
+        let access_log = build_access_log(&snapshot.observability.access_log, &metrics).map_err(|e| ReloadError::Files(vec![e]))?;
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics: metrics.clone(),
+            access_log: ArcSwap::from_pointee(access_log),
+            registry,
+            sticky: StickySigner::new(&secret),
+            request_ids: proxy::RequestIds::new(),
+            phases,
+        });
+        let (shutdown_tx, _) = watch::channel(false);
+        let proxy = Arc::new(Proxy {
+            shared,
+            config_path,
+            control: tokio::sync::Mutex::new(Control {
+                listeners: HashMap::new(),
+                health: Vec::new(),
+                generation: 1,
+                last_source_hash: snapshot.source_hash,
+                last_failed_hash: None,
+            }),
+            addresses: Mutex::new(HashMap::new()),
+            shutdown_tx,
+            tracker: Arc::new(server::ConnTracker::default()),
+            background: Mutex::new(Vec::new()),
+            metrics_address: Mutex::new(None),
+        });
+        {
+            let mut control = proxy.control.lock().await;
+            proxy.reconcile_listeners(&mut control, &snapshot).await?;
+            let rt = proxy.shared.runtime.load_full();
+            control.health = health::spawn_checks(&proxy.shared, &rt);
+        }
+        metrics.config_generation.set(1);
+        if let Some(addr) = snapshot.observability.metrics_address {
+            let listener = server::bind(addr).map_err(|error| ReloadError::Bind { listener: "metrics".into(), address: addr, error })?;
+            *proxy.metrics_address.lock().unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
+            let task = tokio::spawn(metrics_server(listener, metrics.clone()));
+            proxy.background.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+        }
+        proxy.spawn_background();
+        Ok(proxy)
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.shared.runtime.load().generation
+    }
+
+    /// Bound address of a listener (useful with port 0).
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.addresses.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied()
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        *self.metrics_address.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Re-reads the config file and applies it.
+    pub async fn reload_from_file(&self) -> Result<u64, ReloadError> {
+        let path = self.config_path.clone().ok_or(ReloadError::NoConfigFile)?;
+        let outcome = match rampart_config::load_file(&path) {
+            Ok(snapshot) => self.apply(snapshot).await,
+            Err(errors) => Err(ReloadError::Invalid(errors)),
+        };
+        self.note_reload(&outcome);
+        outcome
+    }
+
+    fn note_reload(&self, outcome: &Result<u64, ReloadError>) {
+        let label = if outcome.is_ok() { "success" } else { "failure" };
+        self.shared.metrics.config_reloads.get_or_create(&metrics::OutcomeLabels { outcome: label }).inc();
+        match outcome {
+            Ok(generation) => tracing::info!(generation, "config reloaded"),
+            Err(ReloadError::Invalid(errors)) => {
+                for e in errors.iter() {
+                    tracing::error!(error = %e, "config rejected");
+                }
+                tracing::error!(count = errors.len(), "config reload rejected; the running config stays");
+            }
+            Err(e) => tracing::error!(error = %e, "config reload failed; the running config stays"),
+        }
+    }
+
+    /// Validates runtime parts of `snapshot` (certificates, keys), reconciles listeners and
+    /// swaps the new runtime in. On any error nothing changes.
+    pub async fn apply(&self, snapshot: Snapshot) -> Result<u64, ReloadError> {
+        let mut control = self.control.lock().await;
+        let snapshot = Arc::new(snapshot);
+        let previous = self.shared.runtime.load_full();
+        let generation = control.generation + 1;
+        let next = match Runtime::build(snapshot.clone(), generation, Some(&previous), &self.shared.registry) {
+            Ok(rt) => rt,
+            Err(errors) => {
+                control.last_failed_hash = Some(snapshot.source_hash);
+                return Err(ReloadError::Files(errors));
+            }
+        };
+        if let Err(e) = self.reconcile_listeners(&mut control, &snapshot).await {
+            control.last_failed_hash = Some(snapshot.source_hash);
+            return Err(e);
+        }
+        if snapshot.observability.access_log != previous.snapshot.observability.access_log {
+            match build_access_log(&snapshot.observability.access_log, &self.shared.metrics) {
+                Ok(logger) => self.shared.access_log.store(Arc::new(logger)),
+                Err(e) => tracing::error!(error = %e, "access log unchanged"),
+            }
+        }
+        if snapshot.observability.metrics_address != previous.snapshot.observability.metrics_address
+            || snapshot.runtime.threads != previous.snapshot.runtime.threads
+        {
+            tracing::warn!("metrics_address and runtime.threads changes take effect after a restart");
+        }
+        let next = Arc::new(next);
+        self.shared.runtime.store(next.clone());
+        self.shared.registry.retain(&next.endpoints());
+        for task in control.health.drain(..) {
+            task.abort();
+        }
+        control.health = health::spawn_checks(&self.shared, &next);
+        control.generation = generation;
+        control.last_source_hash = snapshot.source_hash;
+        control.last_failed_hash = None;
+        self.shared.metrics.config_generation.set(generation as i64);
+        Ok(generation)
+    }
+
+    async fn reconcile_listeners(&self, control: &mut Control, snapshot: &Snapshot) -> Result<(), ReloadError> {
+        let wanted: HashMap<&str, SocketAddr> = snapshot.listeners.iter().map(|l| (l.name.as_str(), l.address)).collect();
+        // Stop listeners that are gone or moved, so their ports are free for new ones.
+        let stale: Vec<String> = control
+            .listeners
+            .iter()
+            .filter(|(name, h)| wanted.get(name.as_str()) != Some(&h.address))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(h) = control.listeners.remove(&name) {
+                let _ = h.stop.send(true);
+                let _ = h.task.await;
+                self.addresses.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+            }
+        }
+        for l in &snapshot.listeners {
+            if control.listeners.contains_key(&l.name) {
+                continue;
+            }
+            let listener = server::bind(l.address).map_err(|error| ReloadError::Bind {
+                listener: l.name.clone(),
+                address: l.address,
+                error,
+            })?;
+            let bound = listener.local_addr().unwrap_or(l.address);
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(server::accept_loop(
+                self.shared.clone(),
+                Arc::from(l.name.as_str()),
+                listener,
+                stop_rx,
+                self.shutdown_tx.subscribe(),
+                self.tracker.clone(),
+            ));
+            tracing::info!(listener = %l.name, address = %bound, "listening");
+            self.addresses.lock().unwrap_or_else(|p| p.into_inner()).insert(l.name.clone(), bound);
+            control.listeners.insert(l.name.clone(), ListenerHandle { address: l.address, stop, task });
+        }
+        Ok(())
+    }
+
+    fn spawn_background(self: &Arc<Self>) {
+        let mut tasks = self.background.lock().unwrap_or_else(|p| p.into_inner());
+        // Config file watcher: a changed file is reloaded like SIGHUP.
+        if self.config_path.is_some() {
+            let weak = Arc::downgrade(self);
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(proxy) = weak.upgrade() else { return };
+                    proxy.check_config_file().await;
+                }
+            }));
+        }
+        // Certificate files: re-read when they change on disk.
+        let weak = Arc::downgrade(self);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let Some(proxy) = weak.upgrade() else { return };
+                let rt = proxy.shared.runtime.load_full();
+                for (name, l) in &rt.listeners {
+                    let Some(tls) = &l.tls else { continue };
+                    let outcome = match tls.store.reload_if_changed() {
+                        Ok(false) => continue,
+                        Ok(true) => {
+                            tracing::info!(listener = %name, "certificates reloaded");
+                            "success"
+                        }
+                        Err(e) => {
+                            tracing::error!(listener = %name, error = %e, "certificate reload failed; keeping the current certificates");
+                            "failure"
+                        }
+                    };
+                    proxy.shared.metrics.certificate_reloads.get_or_create(&metrics::OutcomeLabels { outcome }).inc();
+                }
+            }
+        }));
+        // Backend gauges.
+        let weak = Arc::downgrade(self);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(proxy) = weak.upgrade() else { return };
+                let rt = proxy.shared.runtime.load_full();
+                let now = Instant::now();
+                for p in &rt.pools {
+                    for (i, b) in p.config.backends.iter().enumerate() {
+                        let labels = metrics::BackendLabels { pool: p.config.name.clone(), backend: b.id.clone() };
+                        let view = p.balancer.backend_at_time(i, now);
+                        let m = &proxy.shared.metrics;
+                        m.backend_available.get_or_create(&labels).set(i64::from(p.balancer.is_available(i, now)));
+                        m.backend_healthy.get_or_create(&labels).set(i64::from(view.healthy));
+                        m.backend_outstanding.get_or_create(&labels).set(i64::from(view.outstanding));
+                    }
+                }
+            }
+        }));
+    }
+
+    async fn check_config_file(&self) {
+        let Some(path) = &self.config_path else { return };
+        let Ok(text) = std::fs::read_to_string(path) else { return };
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut h);
+            h.finish()
+        };
+        {
+            let control = self.control.lock().await;
+            if hash == control.last_source_hash || Some(hash) == control.last_failed_hash {
+                return;
+            }
+        }
+        tracing::info!(path = %path.display(), "config file changed");
+        if self.reload_from_file().await.is_err() {
+            self.control.lock().await.last_failed_hash = Some(hash);
+        }
+    }
+
+    /// Pools and backends with health and counters.
+    pub fn status(&self) -> Vec<PoolStatus> {
+        let rt = self.shared.runtime.load_full();
+        let now = Instant::now();
+        rt.pools
+            .iter()
+            .map(|p| PoolStatus {
+                name: p.config.name.clone(),
+                algorithm: format!("{:?}", p.config.algorithm),
+                backends: p
+                    .config
+                    .backends
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        let v = p.balancer.backend_at_time(i, now);
+                        BackendStatus {
+                            id: b.id.clone(),
+                            address: b.authority(),
+                            weight: v.weight,
+                            effective_weight: v.effective_weight,
+                            backup: v.backup,
+                            healthy: v.healthy,
+                            available: p.balancer.is_available(i, now),
+                            admin_state: match v.admin {
+                                AdminState::Enabled => "enabled",
+                                AdminState::Drain => "drain",
+                                AdminState::Disabled => "disabled",
+                            },
+                            ejected_for_ms: v.ejected_until.map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                            outstanding: v.outstanding,
+                            ewma_latency_ms: v.ewma_latency.as_secs_f64() * 1000.0,
+                            total_requests: v.total_requests,
+                            total_failures: v.total_failures,
+                            idle_connections: p.endpoints[i].idle_count(),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Sets a backend's operator state (enable, drain, disable). The state survives reloads.
+    pub fn set_backend_state(&self, pool: &str, backend: &str, state: AdminState) -> Result<(), String> {
+        let rt = self.shared.runtime.load_full();
+        let p = rt.pools.iter().find(|p| p.config.name == pool).ok_or_else(|| format!("no pool named \"{pool}\""))?;
+        let i = p.balancer.find(backend).ok_or_else(|| format!("pool \"{pool}\" has no backend \"{backend}\""))?;
+        p.balancer.set_admin_state(i, state);
+        tracing::info!(pool, backend, state = ?state, "backend state changed");
+        Ok(())
+    }
+
+    /// Stops accepting, asks every connection to close gracefully (HTTP/2 GOAWAY, HTTP/1.1
+    /// `Connection: close` after the current response) and waits up to `grace` for them.
+    /// Returns the number of connections still open when the grace period ended.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        {
+            let mut control = self.control.lock().await;
+            for (_, h) in control.listeners.drain() {
+                let _ = h.stop.send(true);
+                let _ = h.task.await;
+            }
+            for t in control.health.drain(..) {
+                t.abort();
+            }
+        }
+        let _ = self.shutdown_tx.send(true);
+        let _ = tokio::time::timeout(grace, self.tracker.drained()).await;
+        for t in self.background.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            t.abort();
+        }
+        self.tracker.active()
+    }
+}
+
+fn build_access_log(config: &AccessLog, metrics: &Arc<Metrics>) -> Result<AccessLogger, String> {
+    Ok(match config {
+        AccessLog::Off => AccessLogger::off(metrics.clone()),
+        AccessLog::Stdout => AccessLogger::start(Box::new(std::io::stdout()), metrics.clone()),
+        AccessLog::File(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open access log {}: {e}", path.display()))?;
+            AccessLogger::start(Box::new(file), metrics.clone())
+        }
+    })
+}
+
+/// Serves `GET /metrics` in the Prometheus text format.
+async fn metrics_server(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let metrics = metrics.clone();
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        http::Response::builder()
+                            .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                            .body(Full::new(bytes::Bytes::from(metrics.encode())))
+                    } else {
+                        http::Response::builder().status(404).body(Full::new(bytes::Bytes::from_static(b"not found\n")))
+                    };
+                    Ok::<_, http::Error>(resp.unwrap_or_default())
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,152 @@
+//! Prometheus metrics of the data plane (`rampart_<subsystem>_<what>_<unit>`), and the
+//! `/metrics` endpoint that serves them on their own listener.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub listener: String,
+    pub route: String,
+    pub pool: String,
+    pub backend: String,
+    pub class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub pool: String,
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendOutcomeLabels {
+    pub pool: String,
+    pub backend: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub listener: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~65 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+}
+
+/// Every metric the proxy records.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: HistogramFamily<RouteLabels>,
+    pub upstream_duration: HistogramFamily<BackendLabels>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub connections_active: Family<ListenerLabels, Gauge>,
+    pub connections_total: Family<ListenerLabels, Counter>,
+    pub connections_rejected: Family<ListenerLabels, Counter>,
+    pub tls_handshakes: Family<ListenerLabels, Counter>,
+    pub tls_handshake_errors: Family<ListenerLabels, Counter>,
+    pub backend_healthy: Family<BackendLabels, Gauge>,
+    pub backend_available: Family<BackendLabels, Gauge>,
+    pub backend_outstanding: Family<BackendLabels, Gauge>,
+    pub health_checks: Family<BackendOutcomeLabels, Counter>,
+    pub retries: Family<BackendLabels, Counter>,
+    pub ejections: Family<BackendLabels, Counter>,
+    pub config_generation: Gauge,
+    pub config_reloads: Family<OutcomeLabels, Counter>,
+    pub certificate_reloads: Family<OutcomeLabels, Counter>,
+    pub access_log_dropped: Counter,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency_histogram),
+            upstream_duration: Family::new_with_constructor(latency_histogram),
+            errors: Family::default(),
+            connections_active: Family::default(),
+            connections_total: Family::default(),
+            connections_rejected: Family::default(),
+            tls_handshakes: Family::default(),
+            tls_handshake_errors: Family::default(),
+            backend_healthy: Family::default(),
+            backend_available: Family::default(),
+            backend_outstanding: Family::default(),
+            health_checks: Family::default(),
+            retries: Family::default(),
+            ejections: Family::default(),
+            config_generation: Gauge::default(),
+            config_reloads: Family::default(),
+            certificate_reloads: Family::default(),
+            access_log_dropped: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("rampart_http_requests", "HTTP requests by listener, route, pool, backend and status class", m.requests.clone());
+        registry.register("rampart_http_request_duration_seconds", "Time from request head to response head, per route and pool", m.request_duration.clone());
+        registry.register("rampart_upstream_response_duration_seconds", "Upstream time to response head, per backend", m.upstream_duration.clone());
+        registry.register("rampart_http_errors", "Requests answered by the proxy itself, by error kind", m.errors.clone());
+        registry.register("rampart_connections_active", "Open client connections per listener", m.connections_active.clone());
+        registry.register("rampart_connections", "Accepted client connections per listener", m.connections_total.clone());
+        registry.register("rampart_connections_rejected", "Client connections closed at accept because the listener was at max_connections", m.connections_rejected.clone());
+        registry.register("rampart_tls_handshakes", "Completed TLS handshakes per listener", m.tls_handshakes.clone());
+        registry.register("rampart_tls_handshake_errors", "Failed TLS handshakes per listener", m.tls_handshake_errors.clone());
+        registry.register("rampart_backend_healthy", "1 when active health checks consider the backend up", m.backend_healthy.clone());
+        registry.register("rampart_backend_available", "1 when the backend can take new requests (healthy, enabled, not ejected)", m.backend_available.clone());
+        registry.register("rampart_backend_outstanding_requests", "Requests in flight per backend", m.backend_outstanding.clone());
+        registry.register("rampart_health_checks", "Active health check results", m.health_checks.clone());
+        registry.register("rampart_upstream_retries", "Retries sent to a backend", m.retries.clone());
+        registry.register("rampart_outlier_ejections", "Passive outlier ejections", m.ejections.clone());
+        registry.register("rampart_config_generation", "Generation number of the running config", m.config_generation.clone());
+        registry.register("rampart_config_reloads", "Config reload attempts by outcome", m.config_reloads.clone());
+        registry.register("rampart_certificate_reloads", "Certificate file reloads by outcome", m.certificate_reloads.clone());
+        registry.register("rampart_access_log_dropped", "Access log lines dropped because the writer fell behind", m.access_log_dropped.clone());
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}

@@ -1,0 +1,625 @@
+//! The built-in phases of one request: request guard (limits, framing), route, balance
+//! (stickiness, affinity), forward (timeouts, retries), response (header rewriting, sticky
+//! cookie, WebSocket hand-off) and log.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use rampart_balance as balance;
+use rampart_config::{HashKey, SameSite, Sticky};
+
+use crate::accesslog::{AccessRecord, now_rfc3339};
+use crate::body::{BodyFinish, BodyTooLarge, RequestBody, ResponseBody};
+use crate::error::{ErrorKind, ProxyError};
+use crate::headers;
+use crate::metrics::{BackendLabels, ErrorLabels, RequestLabels, RouteLabels, status_class};
+use crate::phase::ConnInfo;
+use crate::router::{self, RouteInput};
+use crate::runtime::{PoolRuntime, Runtime};
+use crate::upstream::Sender;
+use crate::Shared;
+
+/// Generates request ids: a random per-process prefix and a counter.
+pub struct RequestIds {
+    prefix: u64,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new() -> Self {
+        RequestIds {
+            prefix: rand::random(),
+            counter: AtomicU64::new(0),
+        }
+    }
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}{:08x}", self.prefix, n)
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What the log phase needs to know about a request.
+struct Outcome {
+    request_id: String,
+    method: Method,
+    host: String,
+    path: String,
+    version: Version,
+    route: Option<usize>,
+    pool: Option<usize>,
+    backend: Option<usize>,
+    attempts: u32,
+    upstream_time: Option<Duration>,
+    error: Option<&'static str>,
+}
+
+/// Entry point: one request on one client connection.
+pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    let start = Instant::now();
+    let rt = shared.runtime.load_full();
+    let request_id = match req.headers().get(&headers::X_REQUEST_ID) {
+        Some(v) if headers::acceptable_request_id(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        _ => shared.request_ids.next(),
+    };
+    let mut outcome = Outcome {
+        request_id,
+        method: req.method().clone(),
+        host: String::new(),
+        path: req.uri().path().to_string(),
+        version: req.version(),
+        route: None,
+        pool: None,
+        backend: None,
+        attempts: 0,
+        upstream_time: None,
+        error: None,
+    };
+    let listener_limits = rt.listeners.get(&*conn.listener).map(|l| l.config.limits.clone()).unwrap_or_default();
+    let total_timeout = listener_limits.request_timeout;
+    let result = tokio::time::timeout(total_timeout, proxy(&shared, &rt, &conn, req, &mut outcome)).await;
+    let result = match result {
+        Ok(r) => r,
+        Err(_) => Err(ProxyError::new(ErrorKind::RequestTimeout, format!("no response within {total_timeout:?}"))),
+    };
+    let mut response = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            outcome.error = Some(e.label());
+            shared
+                .metrics
+                .errors
+                .get_or_create(&ErrorLabels { listener: conn.listener.to_string(), kind: e.label() })
+                .inc();
+            tracing::debug!(request_id = %outcome.request_id, error = %e, "request failed");
+            error_response(&e)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&outcome.request_id) {
+        response.headers_mut().insert(&headers::X_REQUEST_ID, v);
+    }
+    record_metrics(&shared, &rt, &conn, &outcome, response.status(), start);
+    Ok(attach_log(&shared, &rt, &conn, outcome, response, start))
+}
+
+fn error_response(e: &ProxyError) -> Response<ResponseBody> {
+    let status = e.status();
+    let body = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let mut resp = Response::new(ResponseBody::local(Bytes::from(body), None));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    if e.blame() == crate::error::Blame::Client {
+        // After a framing or limit error the rest of the connection cannot be trusted.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn record_metrics(shared: &Shared, rt: &Runtime, conn: &ConnInfo, o: &Outcome, status: StatusCode, start: Instant) {
+    let route = o.route.map(|i| rt.snapshot.routes[i].name.as_str()).unwrap_or("");
+    let pool = o.pool.map(|i| &rt.pools[i]);
+    let pool_name = pool.map(|p| p.config.name.as_str()).unwrap_or("");
+    let backend = match (pool, o.backend) {
+        (Some(p), Some(b)) => p.config.backends[b].id.as_str(),
+        _ => "",
+    };
+    let m = &shared.metrics;
+    m.requests
+        .get_or_create(&RequestLabels {
+            listener: conn.listener.to_string(),
+            route: route.to_string(),
+            pool: pool_name.to_string(),
+            backend: backend.to_string(),
+            class: status_class(status.as_u16()),
+        })
+        .inc();
+    m.request_duration
+        .get_or_create(&RouteLabels { route: route.to_string(), pool: pool_name.to_string() })
+        .observe(start.elapsed().as_secs_f64());
+    if let (Some(t), false) = (o.upstream_time, backend.is_empty()) {
+        m.upstream_duration
+            .get_or_create(&BackendLabels { pool: pool_name.to_string(), backend: backend.to_string() })
+            .observe(t.as_secs_f64());
+    }
+}
+
+/// Writes the access-log line when the response body ends (so bytes and total time are known).
+struct LogOnFinish {
+    shared: Arc<Shared>,
+    record: AccessRecord,
+    start: Instant,
+}
+
+impl BodyFinish for LogOnFinish {
+    fn finish(self: Box<Self>, bytes: u64, complete: bool) {
+        let mut record = self.record;
+        record.bytes_sent = bytes;
+        record.complete = complete;
+        record.total_ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        self.shared.access_log.load().log(record);
+    }
+}
+
+/// Returns the upstream connection to its pool and ends the in-flight count when the response
+/// body is done; then runs the next finisher (the access log).
+struct UpstreamFinish {
+    sender: Option<(Arc<crate::upstream::Endpoint>, hyper::client::conn::http1::SendRequest<RequestBody>)>,
+    _in_flight: balance::InFlight,
+}
+
+impl BodyFinish for UpstreamFinish {
+    fn finish(self: Box<Self>, bytes: u64, complete: bool) {
+        let _ = bytes;
+        if complete {
+            if let Some((endpoint, sender)) = self.sender {
+                endpoint.checkin(sender);
+            }
+        }
+    }
+}
+
+fn attach_log(shared: &Arc<Shared>, rt: &Runtime, conn: &ConnInfo, o: Outcome, mut response: Response<ResponseBody>, start: Instant) -> Response<ResponseBody> {
+    let logger = shared.access_log.load();
+    if !logger.enabled() {
+        return response;
+    }
+    let pool = o.pool.map(|i| &rt.pools[i]);
+    let record = AccessRecord {
+        ts: now_rfc3339(),
+        request_id: o.request_id,
+        client: conn.client.ip().to_string(),
+        listener: conn.listener.to_string(),
+        zone: conn.zone.to_string(),
+        protocol: match o.version {
+            Version::HTTP_2 => "HTTP/2",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        method: o.method.to_string(),
+        host: o.host,
+        path: o.path,
+        status: response.status().as_u16(),
+        route: o.route.map(|i| rt.snapshot.routes[i].name.clone()),
+        pool: pool.map(|p| p.config.name.clone()),
+        backend: match (pool, o.backend) {
+            (Some(p), Some(b)) => Some(p.config.backends[b].id.clone()),
+            _ => None,
+        },
+        attempts: o.attempts,
+        bytes_sent: 0,
+        complete: false,
+        duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+        total_ms: 0.0,
+        upstream_ms: o.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+        error: o.error,
+    };
+    let finisher = Box::new(LogOnFinish { shared: shared.clone(), record, start });
+    response.body_mut().chain_finish(finisher);
+    response
+}
+
+async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, req: Request<Incoming>, outcome: &mut Outcome) -> Result<Response<ResponseBody>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let limits = rt.listeners.get(&*conn.listener).map(|l| l.config.limits.clone()).unwrap_or_default();
+
+    // Request guard: limits and framing.
+    let uri_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > limits.max_uri_bytes {
+        return Err(ProxyError::new(ErrorKind::UriTooLong, format!("URI of {uri_len} bytes")));
+    }
+    if parts.headers.len() > limits.max_headers {
+        return Err(ProxyError::new(ErrorKind::HeadersTooLarge, format!("{} header fields", parts.headers.len())));
+    }
+    if let Some(problem) = headers::framing_problem(&parts.headers) {
+        return Err(ProxyError::new(ErrorKind::BadRequest, problem));
+    }
+    for guard in &shared.phases.request {
+        if let Err(r) = guard.check(conn, &parts) {
+            let mut resp = Response::new(ResponseBody::local(format!("{} {}\n", r.status.as_u16(), r.status.canonical_reason().unwrap_or("")), None));
+            *resp.status_mut() = r.status;
+            outcome.error = Some(r.reason);
+            return Ok(resp);
+        }
+    }
+    let host = router::request_host(&parts.uri, &parts.headers);
+    if host.is_none() && (parts.version == Version::HTTP_11 || parts.headers.contains_key(header::HOST)) {
+        return Err(ProxyError::new(ErrorKind::BadRequest, "missing or invalid Host"));
+    }
+    let host = host.unwrap_or_default();
+    outcome.host.clone_from(&host);
+
+    // Route.
+    let route_index = router::select(
+        &rt.snapshot.routes,
+        &RouteInput {
+            listener: &conn.listener,
+            host: &host,
+            path: parts.uri.path(),
+            method: &parts.method,
+            headers: &parts.headers,
+        },
+    )
+    .ok_or_else(|| ProxyError::new(ErrorKind::NoRoute, "no route matches"))?;
+    outcome.route = Some(route_index);
+    let route = &rt.snapshot.routes[route_index];
+    let pool = &rt.pools[route.pool];
+    outcome.pool = Some(route.pool);
+
+    let body_limit = route.max_body.unwrap_or(limits.max_body);
+    if let Some(len) = headers::content_length(&parts.headers) {
+        if len > body_limit {
+            return Err(ProxyError::new(ErrorKind::BodyTooLarge, format!("Content-Length {len} > {body_limit}")));
+        }
+    }
+
+    // Prepare the upstream head once; retries reuse it.
+    let upgrade = parts.version == Version::HTTP_11 && headers::is_upgrade_request(&parts.headers);
+    let client_upgrade = if upgrade {
+        Some(hyper::upgrade::on(Request::from_parts(parts.clone(), ())))
+    } else {
+        None
+    };
+    let original_authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    headers::remove_hop_by_hop(&mut parts.headers, upgrade);
+    headers::add_forwarding(&mut parts.headers, conn.client.ip(), conn.tls, original_authority.as_deref());
+    if let Ok(v) = HeaderValue::from_str(&outcome.request_id) {
+        parts.headers.insert(&headers::X_REQUEST_ID, v);
+    }
+    if let Some(a) = &original_authority {
+        if let Ok(v) = HeaderValue::from_str(a) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+
+    let now = Instant::now();
+    let (sticky_backend, affinity_key) = sticky_choice(shared, pool, conn.client.ip(), &parts, now);
+    let hash_key = pool.config.hash_key.as_ref().and_then(|k| hash_key_of(k, conn.client.ip(), &parts));
+
+    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
+    let mut body = Some(if body.is_end_stream() { RequestBody::empty() } else { RequestBody::new(body, body_limit) });
+    let replayable = body.as_ref().is_some_and(|b| b.is_end_stream());
+    let route_timeout = route.timeout;
+
+    pool.retry_budget.record_request(now);
+    let mut tried: Vec<usize> = Vec::new();
+    let max_attempts = if upgrade { 1 } else { pool.config.retries.attempts };
+    let mut last_error: Option<ProxyError> = None;
+    for attempt in 0..max_attempts {
+        let now = Instant::now();
+        if attempt > 0 && !pool.retry_budget.try_retry(now) {
+            break;
+        }
+        let backend = if attempt == 0 {
+            sticky_backend
+                .or_else(|| affinity_key.and_then(|k| affinity_pick(pool, k, &tried, now)))
+                .or_else(|| pool.balancer.pick(hash_key, &tried, now))
+        } else {
+            affinity_key
+                .and_then(|k| affinity_pick(pool, k, &tried, now))
+                .or_else(|| pool.balancer.pick(hash_key, &tried, now))
+        };
+        let Some(backend) = backend else {
+            break;
+        };
+        if attempt > 0 {
+            shared
+                .metrics
+                .retries
+                .get_or_create(&BackendLabels { pool: pool.config.name.clone(), backend: pool.config.backends[backend].id.clone() })
+                .inc();
+        }
+        tried.push(backend);
+        outcome.backend = Some(backend);
+        outcome.attempts = attempt + 1;
+        let in_flight = pool.balancer.start_request(backend);
+        let endpoint = &pool.endpoints[backend];
+        let attempt_start = Instant::now();
+
+        let sender = match endpoint.checkout(pool.config.timeouts.connect, upgrade).await {
+            Ok(s) => s,
+            Err(e) => {
+                pool.balancer.record_outcome(backend, attempt_start.elapsed(), false, Instant::now());
+                last_error = Some(e);
+                continue;
+            }
+        };
+        let Some(this_body) = body.take() else {
+            break;
+        };
+        let upstream_req = build_upstream_request(&parts, this_body, endpoint.protocol(), endpoint.is_tls(), &pool.config.backends[backend]);
+        let header_timeout = route_timeout.unwrap_or(pool.config.timeouts.response_header);
+        let sent = send(sender, upstream_req, header_timeout).await;
+        let latency = attempt_start.elapsed();
+        match sent {
+            Ok((mut resp, h1_sender)) => {
+                let status = resp.status();
+                let retry_status = pool.config.retries.on_status.contains(&status.as_u16());
+                pool.balancer.record_outcome(backend, latency, !status.is_server_error(), Instant::now());
+                if retry_status && idempotent && replayable && attempt + 1 < max_attempts {
+                    body = Some(RequestBody::empty());
+                    last_error = Some(ProxyError::new(ErrorKind::UpstreamProtocol, format!("upstream answered {status}")));
+                    // Drop the response; its connection closes rather than draining an unread body.
+                    continue;
+                }
+                outcome.upstream_time = Some(latency);
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client_upgrade) = client_upgrade {
+                        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(bridge_upgrade(client_upgrade, upstream_upgrade));
+                    }
+                    headers::remove_hop_by_hop(resp.headers_mut(), true);
+                    let (parts, _) = resp.into_parts();
+                    return Ok(Response::from_parts(parts, ResponseBody::empty()));
+                }
+                let set_cookie = sticky_cookie(shared, pool, backend, sticky_backend);
+                let (mut resp_parts, resp_body) = resp.into_parts();
+                headers::remove_hop_by_hop(&mut resp_parts.headers, false);
+                if let Some(c) = set_cookie {
+                    resp_parts.headers.append(header::SET_COOKIE, c);
+                }
+                let finish = Box::new(UpstreamFinish {
+                    sender: h1_sender.map(|s| (endpoint.clone(), s)),
+                    _in_flight: in_flight,
+                });
+                return Ok(Response::from_parts(resp_parts, ResponseBody::upstream(resp_body, Some(finish))));
+            }
+            Err(SendError { error, returned }) => {
+                pool.balancer.record_outcome(backend, latency, false, Instant::now());
+                if let Some(b) = returned {
+                    body = Some(b);
+                } else if replayable && idempotent {
+                    body = Some(RequestBody::empty());
+                } else {
+                    return Err(error);
+                }
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| ProxyError::new(ErrorKind::NoHealthyBackend, format!("pool \"{}\" has no available backend", pool.config.name))))
+}
+
+fn build_upstream_request(parts: &http::request::Parts, body: RequestBody, protocol: crate::upstream::Protocol, tls: bool, backend: &rampart_config::Backend) -> Request<RequestBody> {
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.headers_mut() = parts.headers.clone();
+    match protocol {
+        crate::upstream::Protocol::Http1 => {
+            *req.version_mut() = Version::HTTP_11;
+            *req.uri_mut() = Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
+        }
+        crate::upstream::Protocol::Http2 => {
+            *req.version_mut() = Version::HTTP_2;
+            let authority = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| backend.authority());
+            let scheme = if tls { "https" } else { "http" };
+            *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path_and_query}")).unwrap_or_else(|_| Uri::from_static("/"));
+            req.headers_mut().remove(header::HOST);
+        }
+    }
+    req
+}
+
+struct SendError {
+    error: ProxyError,
+    /// The body when the request never left (safe to send elsewhere).
+    returned: Option<RequestBody>,
+}
+
+type SentResponse = (Response<Incoming>, Option<hyper::client::conn::http1::SendRequest<RequestBody>>);
+
+async fn send(sender: Sender, req: Request<RequestBody>, header_timeout: Duration) -> Result<SentResponse, SendError> {
+    match sender {
+        Sender::H1(mut s) => {
+            let fut = s.try_send_request(req);
+            match tokio::time::timeout(header_timeout, fut).await {
+                Err(_) => Err(SendError { error: ProxyError::new(ErrorKind::UpstreamTimeout, format!("no response head within {header_timeout:?}")), returned: None }),
+                Ok(Ok(resp)) => Ok((resp, Some(s))),
+                Ok(Err(mut e)) => {
+                    let returned = e.take_message().map(|r| r.into_body());
+                    Err(SendError { error: classify(e.into_error(), returned.is_some()), returned })
+                }
+            }
+        }
+        Sender::H2(mut s) => {
+            if s.ready().await.is_err() {
+                return Err(SendError { error: ProxyError::new(ErrorKind::ConnectFailed, "HTTP/2 connection closed"), returned: Some(req.into_body()) });
+            }
+            let fut = s.try_send_request(req);
+            match tokio::time::timeout(header_timeout, fut).await {
+                Err(_) => Err(SendError { error: ProxyError::new(ErrorKind::UpstreamTimeout, format!("no response head within {header_timeout:?}")), returned: None }),
+                Ok(Ok(resp)) => Ok((resp, None)),
+                Ok(Err(mut e)) => {
+                    let returned = e.take_message().map(|r| r.into_body());
+                    Err(SendError { error: classify(e.into_error(), returned.is_some()), returned })
+                }
+            }
+        }
+    }
+}
+
+fn classify(e: hyper::Error, not_sent: bool) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(t) = s.downcast_ref::<BodyTooLarge>() {
+            return ProxyError::new(ErrorKind::BodyTooLarge, t.to_string());
+        }
+        source = s.source();
+    }
+    if not_sent {
+        return ProxyError::new(ErrorKind::ConnectFailed, format!("connection unusable: {e}"));
+    }
+    if e.is_user() {
+        return ProxyError::new(ErrorKind::ClientBodyError, format!("client body: {e}"));
+    }
+    ProxyError::new(ErrorKind::UpstreamProtocol, format!("upstream: {e}"))
+}
+
+async fn bridge_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        _ => return,
+    };
+    let mut client = hyper_util::rt::TokioIo::new(client);
+    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+}
+
+/// The backend an existing sticky session points to (if still usable) and the affinity key for
+/// source-IP / header persistence.
+fn sticky_choice(shared: &Shared, pool: &PoolRuntime, client: IpAddr, parts: &http::request::Parts, now: Instant) -> (Option<usize>, Option<u64>) {
+    match &pool.config.sticky {
+        None => (None, None),
+        Some(Sticky::Cookie { name, .. }) => {
+            let backend = cookie_value(&parts.headers, name)
+                .and_then(|v| shared.sticky.verify(&pool.config.name, v))
+                .and_then(|id| pool.balancer.find(&id))
+                .filter(|i| pool.balancer.accepts_sticky(*i, now));
+            (backend, None)
+        }
+        Some(Sticky::SourceIp) => (None, Some(ip_hash(client))),
+        Some(Sticky::Header(name)) => (None, parts.headers.get(name).map(|v| balance::hash_bytes(v.as_bytes()))),
+    }
+}
+
+fn ip_hash(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => balance::hash_bytes(&v4.octets()),
+        IpAddr::V6(v6) => balance::hash_bytes(&v6.octets()),
+    }
+}
+
+/// Rendezvous hashing over available backends: a key keeps its backend while that backend is
+/// available, and only the keys of a failed backend move.
+fn affinity_pick(pool: &PoolRuntime, key: u64, exclude: &[usize], now: Instant) -> Option<usize> {
+    let mut best: Option<(u64, usize)> = None;
+    let any_primary = (0..pool.balancer.len()).any(|i| !pool.config.backends[i].backup && pool.balancer.is_available(i, now) && !exclude.contains(&i));
+    for i in 0..pool.balancer.len() {
+        let b = &pool.config.backends[i];
+        if b.backup == any_primary || b.weight == 0 || exclude.contains(&i) || !pool.balancer.is_available(i, now) {
+            continue;
+        }
+        let score = mix(key ^ pool.id_hashes[i]);
+        if best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, i));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn hash_key_of(key: &HashKey, client: IpAddr, parts: &http::request::Parts) -> Option<u64> {
+    match key {
+        HashKey::ClientIp => Some(ip_hash(client)),
+        HashKey::Header(name) => parts.headers.get(name).map(|v| balance::hash_bytes(v.as_bytes())),
+        HashKey::Cookie(name) => cookie_value(&parts.headers, name).map(|v| balance::hash_bytes(v.as_bytes())),
+        HashKey::Path => Some(balance::hash_bytes(parts.uri.path().as_bytes())),
+    }
+}
+
+/// Value of a cookie in the request's Cookie headers.
+pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// A Set-Cookie for cookie stickiness when the client has no valid cookie for `backend`.
+fn sticky_cookie(shared: &Shared, pool: &PoolRuntime, backend: usize, current: Option<usize>) -> Option<HeaderValue> {
+    let Some(Sticky::Cookie { name, ttl, secure, http_only, same_site, path }) = &pool.config.sticky else {
+        return None;
+    };
+    if current == Some(backend) {
+        return None;
+    }
+    let value = shared.sticky.sign(&pool.config.name, &pool.config.backends[backend].id);
+    let mut cookie = format!("{name}={value}; Path={path}");
+    if let Some(ttl) = ttl {
+        cookie.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+    }
+    if *secure {
+        cookie.push_str("; Secure");
+    }
+    if *http_only {
+        cookie.push_str("; HttpOnly");
+    }
+    cookie.push_str(match same_site {
+        SameSite::Strict => "; SameSite=Strict",
+        SameSite::Lax => "; SameSite=Lax",
+        SameSite::None => "; SameSite=None",
+    });
+    HeaderValue::from_str(&cookie).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_parsing() {
+        let mut h = http::HeaderMap::new();
+        h.append(header::COOKIE, "a=1; srv=abc.def".parse().unwrap());
+        h.append(header::COOKIE, "b=\"2\"".parse().unwrap());
+        assert_eq!(cookie_value(&h, "srv"), Some("abc.def"));
+        assert_eq!(cookie_value(&h, "b"), Some("2"));
+        assert_eq!(cookie_value(&h, "c"), None);
+    }
+}

@@ -1,0 +1,289 @@
+//! Everything the data plane needs for one config generation, compiled from a [`Snapshot`]:
+//! balancer state, upstream endpoints and TLS acceptors. A `Runtime` is immutable once built;
+//! the control plane swaps whole runtimes (`arc-swap`), and a request keeps the one it started
+//! with until it ends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rampart_balance as balance;
+use rampart_config::{self as config, Snapshot};
+use rampart_tls::{CertSpec, CertStore, ClientAuth, ServerTlsSpec, UpstreamTlsSpec};
+use rustls::pki_types::ServerName;
+
+use crate::upstream::{Endpoint, EndpointSpec, Protocol, Registry, UpstreamTlsTarget};
+
+pub struct Runtime {
+    pub generation: u64,
+    pub snapshot: Arc<Snapshot>,
+    pub pools: Vec<PoolRuntime>,
+    pub listeners: HashMap<String, ListenerRuntime>,
+}
+
+pub struct ListenerRuntime {
+    pub config: config::Listener,
+    pub tls: Option<ListenerTlsRuntime>,
+}
+
+pub struct ListenerTlsRuntime {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    pub store: Arc<CertStore>,
+}
+
+pub struct PoolRuntime {
+    pub config: config::Pool,
+    pub balancer: balance::Pool,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    /// Per-backend hash of its id, for source-IP and header affinity (rendezvous hashing).
+    pub id_hashes: Vec<u64>,
+    pub retry_budget: RetryBudget,
+}
+
+impl Runtime {
+    /// Compiles a snapshot. Fails (with every problem listed) when certificates or keys cannot
+    /// be loaded. State of pools with the same name in `previous` carries over.
+    pub fn build(
+        snapshot: Arc<Snapshot>,
+        generation: u64,
+        previous: Option<&Runtime>,
+        registry: &Registry,
+    ) -> Result<Runtime, Vec<String>> {
+        let mut errors = Vec::new();
+        let now = Instant::now();
+        let mut pools = Vec::with_capacity(snapshot.pools.len());
+        for p in &snapshot.pools {
+            let tls = match &p.tls {
+                None => None,
+                Some(t) => match upstream_tls(p, t) {
+                    Ok(target) => Some(target),
+                    Err(e) => {
+                        errors.push(format!("pool \"{}\": {e}", p.name));
+                        None
+                    }
+                },
+            };
+            let spec = balance::PoolSpec {
+                algorithm: match p.algorithm {
+                    config::Algorithm::RoundRobin => balance::Algorithm::RoundRobin,
+                    config::Algorithm::WeightedRoundRobin => balance::Algorithm::WeightedRoundRobin,
+                    config::Algorithm::LeastConnections => balance::Algorithm::LeastConnections,
+                    config::Algorithm::PowerOfTwoEwma => balance::Algorithm::PowerOfTwoEwma,
+                    config::Algorithm::ConsistentHash => balance::Algorithm::ConsistentHash,
+                    config::Algorithm::Random => balance::Algorithm::Random,
+                },
+                backends: p
+                    .backends
+                    .iter()
+                    .map(|b| balance::BackendSpec {
+                        id: b.id.clone(),
+                        weight: b.weight,
+                        backup: b.backup,
+                    })
+                    .collect(),
+                health: balance::HealthParams {
+                    rise: p.health_check.as_ref().map_or(1, |h| h.rise),
+                    fall: p.health_check.as_ref().map_or(1, |h| h.fall),
+                },
+                outlier: p.outlier.as_ref().map(|o| balance::OutlierParams {
+                    consecutive_failures: o.consecutive_failures,
+                    base_ejection: o.base_ejection,
+                    max_ejection: o.max_ejection,
+                    max_ejected_percent: o.max_ejected_percent,
+                }),
+                slow_start: p.slow_start,
+            };
+            let balancer = balance::Pool::new(spec, now);
+            if let Some(old) = previous.and_then(|r| r.pools.iter().find(|o| o.config.name == p.name)) {
+                balancer.inherit_state(&old.balancer);
+            }
+            let endpoints = p
+                .backends
+                .iter()
+                .map(|b| {
+                    registry.endpoint(EndpointSpec {
+                        host: b.host.clone(),
+                        port: b.port,
+                        protocol: match p.protocol {
+                            config::UpstreamProtocol::Http1 => Protocol::Http1,
+                            config::UpstreamProtocol::Http2 => Protocol::Http2,
+                        },
+                        tls: tls.clone(),
+                        max_idle: p.max_idle_per_backend,
+                        idle_timeout: p.timeouts.idle,
+                    })
+                })
+                .collect();
+            pools.push(PoolRuntime {
+                id_hashes: p.backends.iter().map(|b| balance::hash_bytes(b.id.as_bytes())).collect(),
+                retry_budget: RetryBudget::new(p.retries.budget_percent, p.retries.min_per_second),
+                config: p.clone(),
+                balancer,
+                endpoints,
+            });
+        }
+
+        let mut listeners = HashMap::new();
+        for l in &snapshot.listeners {
+            let tls = match &l.tls {
+                None => None,
+                Some(t) => match listener_tls(&snapshot, t) {
+                    Ok(rt) => Some(rt),
+                    Err(e) => {
+                        errors.push(format!("listener \"{}\": {e}", l.name));
+                        None
+                    }
+                },
+            };
+            listeners.insert(l.name.clone(), ListenerRuntime { config: l.clone(), tls });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Runtime {
+            generation,
+            snapshot,
+            pools,
+            listeners,
+        })
+    }
+
+    /// Every endpoint in use, to prune the registry after a swap.
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.pools.iter().flat_map(|p| p.endpoints.iter().cloned()).collect()
+    }
+}
+
+fn listener_tls(snapshot: &Snapshot, t: &config::ListenerTls) -> Result<ListenerTlsRuntime, String> {
+    let specs: Vec<CertSpec> = t
+        .certificates
+        .iter()
+        .filter_map(|name| snapshot.certificate(name))
+        .map(|c| CertSpec {
+            name: c.name.clone(),
+            cert_path: c.cert.clone(),
+            key_path: c.key.clone(),
+            server_names: c.server_names.clone(),
+        })
+        .collect();
+    let store = CertStore::load(&specs, t.default_certificate.as_deref()).map_err(|e| e.to_string())?;
+    let client_auth = match (t.client_auth, &t.client_ca) {
+        (config::ClientAuthMode::Optional, Some(ca)) => ClientAuth::Optional { ca_path: ca.clone() },
+        (config::ClientAuthMode::Required, Some(ca)) => ClientAuth::Required { ca_path: ca.clone() },
+        _ => ClientAuth::None,
+    };
+    let spec = ServerTlsSpec {
+        certificates: specs,
+        default_certificate: t.default_certificate.clone(),
+        client_auth,
+        alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
+    let server = rampart_tls::server_config(&spec, store.clone()).map_err(|e| e.to_string())?;
+    Ok(ListenerTlsRuntime {
+        acceptor: tokio_rustls::TlsAcceptor::from(server),
+        store,
+    })
+}
+
+fn upstream_tls(pool: &config::Pool, t: &config::UpstreamTls) -> Result<UpstreamTlsTarget, String> {
+    let alpn = match pool.protocol {
+        config::UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
+        config::UpstreamProtocol::Http2 => vec![b"h2".to_vec()],
+    };
+    let config = rampart_tls::client_config(&UpstreamTlsSpec {
+        verify: t.verify,
+        ca_path: t.ca.clone(),
+        client_cert: t.client_cert.clone(),
+        alpn,
+    })
+    .map_err(|e| e.to_string())?;
+    let name = t
+        .server_name
+        .clone()
+        .or_else(|| pool.backends.first().map(|b| b.host.clone()))
+        .unwrap_or_default();
+    let server_name = ServerName::try_from(name.clone()).map_err(|_| format!("invalid TLS server name \"{name}\""))?;
+    Ok(UpstreamTlsTarget {
+        config,
+        server_name,
+        identity: format!("{name}|{:?}|{}|{:?}", t.ca, t.verify, t.client_cert.is_some()),
+    })
+}
+
+/// Limits retries to a share of requests over a sliding 10 s window, plus a floor per second,
+/// so retries cannot multiply load on a struggling pool.
+pub struct RetryBudget {
+    percent: u64,
+    min_per_second: u64,
+    window_start: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    epoch: Instant,
+}
+
+const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+
+impl RetryBudget {
+    pub fn new(percent: u32, min_per_second: u32) -> Self {
+        RetryBudget {
+            percent: percent as u64,
+            min_per_second: min_per_second as u64,
+            window_start: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn roll(&self, now: Instant) {
+        let secs = now.duration_since(self.epoch).as_secs();
+        let start = self.window_start.load(Ordering::Relaxed);
+        if secs >= start + BUDGET_WINDOW.as_secs()
+            && self
+                .window_start
+                .compare_exchange(start, secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.requests.store(0, Ordering::Relaxed);
+            self.retries.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub fn record_request(&self, now: Instant) {
+        self.roll(now);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes one retry from the budget if there is one left.
+    pub fn try_retry(&self, now: Instant) -> bool {
+        self.roll(now);
+        let allowed = self.requests.load(Ordering::Relaxed) * self.percent / 100
+            + self.min_per_second * BUDGET_WINDOW.as_secs();
+        let used = self.retries.fetch_add(1, Ordering::Relaxed);
+        if used < allowed {
+            true
+        } else {
+            self.retries.fetch_sub(1, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_budget_caps_share() {
+        let b = RetryBudget::new(20, 0);
+        let now = Instant::now();
+        for _ in 0..100 {
+            b.record_request(now);
+        }
+        let granted = (0..50).filter(|_| b.try_retry(now)).count();
+        assert_eq!(granted, 20);
+        let floor = RetryBudget::new(0, 1);
+        assert_eq!((0..50).filter(|_| floor.try_retry(now)).count(), 10);
+    }
+}

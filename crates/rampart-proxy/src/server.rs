@@ -1,0 +1,231 @@
+//! Client-facing listeners: bind, accept, connection guard, TLS handshake, and HTTP/1.1 or
+//! HTTP/2 serving with graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use rampart_config::ListenerLimits;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::Shared;
+use crate::metrics::ListenerLabels;
+use crate::phase::ConnInfo;
+
+/// Binds a listening socket with a deep backlog and SO_REUSEADDR.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Counts live client connections so shutdown can wait for them.
+#[derive(Default)]
+pub struct ConnTracker {
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl ConnTracker {
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Waits until no connection is left.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct ConnGuard {
+    tracker: Arc<ConnTracker>,
+    per_listener: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    listener: Arc<str>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.per_listener.fetch_sub(1, Ordering::AcqRel);
+        self.shared
+            .metrics
+            .connections_active
+            .get_or_create(&ListenerLabels { listener: self.listener.to_string() })
+            .dec();
+        if self.tracker.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tracker.idle.notify_waiters();
+        }
+    }
+}
+
+/// Accepts connections until `stop` turns true; each connection is served in its own task and
+/// closed gracefully when `shutdown` turns true.
+pub async fn accept_loop(
+    shared: Arc<Shared>,
+    name: Arc<str>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    tracker: Arc<ConnTracker>,
+) {
+    let per_listener = Arc::new(AtomicUsize::new(0));
+    let labels = ListenerLabels { listener: name.to_string() };
+    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => return,
+        };
+        let (stream, client) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and similar: back off instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let rt = shared.runtime.load();
+        let Some(lrt) = rt.listeners.get(&*name) else {
+            continue;
+        };
+        let limits = lrt.config.limits.clone();
+        if per_listener.load(Ordering::Acquire) >= limits.max_connections {
+            shared.metrics.connections_rejected.get_or_create(&labels).inc();
+            continue;
+        }
+        let info = Arc::new(ConnInfo {
+            listener: name.clone(),
+            zone: Arc::from(lrt.config.zone.as_str()),
+            client,
+            local,
+            tls: lrt.tls.is_some(),
+        });
+        if shared.phases.connection.iter().any(|g| g.check(&info).is_err()) {
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        per_listener.fetch_add(1, Ordering::AcqRel);
+        tracker.active.fetch_add(1, Ordering::AcqRel);
+        shared.metrics.connections_total.get_or_create(&labels).inc();
+        shared.metrics.connections_active.get_or_create(&labels).inc();
+        let guard = ConnGuard {
+            tracker: tracker.clone(),
+            per_listener: per_listener.clone(),
+            shared: shared.clone(),
+            listener: name.clone(),
+        };
+        let acceptor = lrt.tls.as_ref().map(|t| t.acceptor.clone());
+        let h2c = lrt.config.h2c;
+        drop(rt);
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(shared, info, stream, limits, acceptor, h2c, shutdown).await;
+            drop(guard);
+        });
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Auto,
+    Http1,
+    Http2,
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    info: Arc<ConnInfo>,
+    stream: TcpStream,
+    limits: ListenerLimits,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    h2c: bool,
+    shutdown: watch::Receiver<bool>,
+) {
+    match acceptor {
+        None => {
+            let mode = if h2c { Mode::Auto } else { Mode::Http1 };
+            serve_io(shared, info, TokioIo::new(stream), &limits, mode, shutdown).await
+        }
+        Some(acceptor) => {
+            let labels = ListenerLabels { listener: info.listener.to_string() };
+            let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    shared.metrics.tls_handshake_errors.get_or_create(&labels).inc();
+                    tracing::debug!(client = %info.client, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.tls_handshake_errors.get_or_create(&labels).inc();
+                    return;
+                }
+            };
+            shared.metrics.tls_handshakes.get_or_create(&labels).inc();
+            let mode = if tls.get_ref().1.alpn_protocol() == Some(b"h2") { Mode::Http2 } else { Mode::Http1 };
+            serve_io(shared, info, TokioIo::new(tls), &limits, mode, shutdown).await
+        }
+    }
+}
+
+async fn serve_io<I>(shared: Arc<Shared>, info: Arc<ConnInfo>, io: TokioIo<I>, limits: &ListenerLimits, mode: Mode, mut shutdown: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper needs at least 8 KiB; smaller header limits are enforced per request.
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(limits.idle_timeout / 2))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = match mode {
+        Mode::Auto => builder,
+        Mode::Http1 => builder.http1_only(),
+        Mode::Http2 => builder.http2_only(),
+    };
+    let service = service_fn(move |req| crate::proxy::handle(shared.clone(), info.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    if *shutdown.borrow() {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::trace!(error = %e, "client connection ended with an error");
+            }
+            return;
+        }
+        _ = shutdown.changed() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
+}

@@ -1,0 +1,285 @@
+//! Connections to backends: TCP (and TLS) connect with a timeout, HTTP/1.1 connection pooling
+//! (idle senders kept per endpoint, last-in first-out) and one shared HTTP/2 connection per
+//! endpoint. Endpoints live in a registry that outlives config reloads, so a reload keeps
+//! warm connections.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+use crate::error::{ErrorKind, ProxyError};
+
+/// TLS settings for one upstream endpoint.
+#[derive(Clone)]
+pub struct UpstreamTlsTarget {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: ServerName<'static>,
+    /// Distinguishes configs in the registry key (configs are rebuilt on reload).
+    pub identity: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// A ready connection to send one request on.
+pub enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+struct Idle {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// One backend address with its pooled connections.
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    protocol: Protocol,
+    tls: Option<UpstreamTlsTarget>,
+    idle: Mutex<Vec<Idle>>,
+    h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// Serialises HTTP/2 connection establishment so concurrent requests share one connection.
+    h2_connecting: tokio::sync::Mutex<()>,
+    max_idle: usize,
+    idle_timeout: Duration,
+}
+
+impl Endpoint {
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A connection ready for a request. `fresh` skips the idle pool (upgrades).
+    pub async fn checkout(&self, connect_timeout: Duration, fresh: bool) -> Result<Sender, ProxyError> {
+        match self.protocol {
+            Protocol::Http1 => {
+                if !fresh {
+                    while let Some(mut idle) = self.pop_idle() {
+                        if idle.sender.is_closed() || idle.since.elapsed() > self.idle_timeout {
+                            continue;
+                        }
+                        if idle.sender.is_ready() {
+                            return Ok(Sender::H1(idle.sender));
+                        }
+                        // Just returned after its response ended: the connection task needs a
+                        // moment to become idle.
+                        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(100), idle.sender.ready()).await {
+                            return Ok(Sender::H1(idle.sender));
+                        }
+                    }
+                }
+                let stream = self.connect(connect_timeout).await?;
+                let sender = match stream {
+                    Stream::Plain(s) => self.handshake_h1(TokioIo::new(s)).await?,
+                    Stream::Tls(s) => self.handshake_h1(TokioIo::new(*s)).await?,
+                };
+                Ok(Sender::H1(sender))
+            }
+            Protocol::Http2 => {
+                if let Some(s) = self.live_h2() {
+                    return Ok(Sender::H2(s));
+                }
+                let _guard = self.h2_connecting.lock().await;
+                if let Some(s) = self.live_h2() {
+                    return Ok(Sender::H2(s));
+                }
+                let stream = self.connect(connect_timeout).await?;
+                let sender = match stream {
+                    Stream::Plain(s) => self.handshake_h2(TokioIo::new(s)).await?,
+                    Stream::Tls(s) => self.handshake_h2(TokioIo::new(*s)).await?,
+                };
+                *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+                Ok(Sender::H2(sender))
+            }
+        }
+    }
+
+    fn live_h2(&self) -> Option<http2::SendRequest<RequestBody>> {
+        let mut slot = self.h2.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(s) if !s.is_closed() => Some(s.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn pop_idle(&self) -> Option<Idle> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    /// Returns an HTTP/1.1 connection whose response has been read completely.
+    pub fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle {
+            idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// TCP (and TLS) connect only, for TCP health checks.
+    pub async fn probe_connect(&self, timeout: Duration) -> Result<(), ProxyError> {
+        self.connect(timeout).await.map(drop)
+    }
+
+    async fn connect(&self, timeout: Duration) -> Result<Stream, ProxyError> {
+        let authority = format!("{}:{}", self.host, self.port);
+        let attempt = async {
+            let addrs: Vec<SocketAddr> = match self.host.parse::<std::net::IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, self.port)],
+                Err(_) => tokio::net::lookup_host((self.host.as_str(), self.port))
+                    .await
+                    .map_err(|e| ProxyError::new(ErrorKind::ConnectFailed, format!("resolve {authority}: {e}")))?
+                    .collect(),
+            };
+            let mut last = None;
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        return Ok(s);
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(ProxyError::new(
+                ErrorKind::ConnectFailed,
+                format!(
+                    "connect {authority}: {}",
+                    last.map_or_else(|| "no addresses".to_string(), |e| e.to_string())
+                ),
+            ))
+        };
+        let tcp = tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| ProxyError::new(ErrorKind::ConnectTimeout, format!("connect {authority}: timed out after {timeout:?}")))??;
+        match &self.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some(t) => {
+                let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+                let tls = tokio::time::timeout(timeout, connector.connect(t.server_name.clone(), tcp))
+                    .await
+                    .map_err(|_| ProxyError::new(ErrorKind::ConnectTimeout, format!("TLS handshake with {authority}: timed out")))?
+                    .map_err(|e| ProxyError::new(ErrorKind::UpstreamTls, format!("TLS handshake with {authority}: {e}")))?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
+    }
+
+    async fn handshake_h1<I>(&self, io: I) -> Result<http1::SendRequest<RequestBody>, ProxyError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol, format!("HTTP/1.1 handshake: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    async fn handshake_h2<I>(&self, io: I) -> Result<http2::SendRequest<RequestBody>, ProxyError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(io)
+            .await
+            .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol, format!("HTTP/2 handshake: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// Endpoints by (protocol, TLS identity, host, port), shared across config generations.
+#[derive(Default)]
+pub struct Registry {
+    endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+}
+
+pub struct EndpointSpec {
+    pub host: String,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub tls: Option<UpstreamTlsTarget>,
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Registry {
+    pub fn endpoint(&self, spec: EndpointSpec) -> Arc<Endpoint> {
+        let key = format!(
+            "{:?}|{}|{}|{}|{}|{:?}",
+            spec.protocol,
+            spec.tls.as_ref().map_or("", |t| t.identity.as_str()),
+            spec.host,
+            spec.port,
+            spec.max_idle,
+            spec.idle_timeout
+        );
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key)
+            .or_insert_with(|| {
+                Arc::new(Endpoint {
+                    host: spec.host,
+                    port: spec.port,
+                    protocol: spec.protocol,
+                    tls: spec.tls,
+                    idle: Mutex::new(Vec::new()),
+                    h2: Mutex::new(None),
+                    h2_connecting: tokio::sync::Mutex::new(()),
+                    max_idle: spec.max_idle,
+                    idle_timeout: spec.idle_timeout,
+                })
+            })
+            .clone()
+    }
+
+    /// Drops endpoints no current pool uses (called after a reload).
+    pub fn retain(&self, keep: &[Arc<Endpoint>]) {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, e| keep.iter().any(|k| Arc::ptr_eq(k, e)));
+    }
+}
