@@ -129,7 +129,7 @@ impl Proxy {
         };
         let snapshot = Arc::new(snapshot);
         let registry = upstream::Registry::default();
-        let runtime = Runtime::build(snapshot.clone(), 1, None, &registry).map_err(ReloadError::Files)?;
+        let runtime = Runtime::build(snapshot.clone(), 1, None, &registry, &metrics).map_err(ReloadError::Files)?;
         let access_log = build_access_log(&snapshot.observability.access_log, &metrics).map_err(|e| ReloadError::Files(vec![e]))?;
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
@@ -232,7 +232,7 @@ impl Proxy {
         let snapshot = Arc::new(snapshot);
         let previous = self.shared.runtime.load_full();
         let generation = control.generation + 1;
-        let next = match Runtime::build(snapshot.clone(), generation, Some(&previous), &self.shared.registry) {
+        let next = match Runtime::build(snapshot.clone(), generation, Some(&previous), &self.shared.registry, &self.shared.metrics) {
             Ok(rt) => rt,
             Err(errors) => {
                 control.last_failed_hash = Some(snapshot.source_hash);

@@ -12,7 +12,6 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub listener: String,
     pub route: String,
     pub pool: String,
     pub backend: String,
@@ -110,7 +109,7 @@ impl Metrics {
             access_log_dropped: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("rampart_http_requests", "HTTP requests by listener, route, pool, backend and status class", m.requests.clone());
+        registry.register("rampart_http_requests", "HTTP requests by route, pool, backend and status class", m.requests.clone());
         registry.register("rampart_http_request_duration_seconds", "Time from request head to response head, per route and pool", m.request_duration.clone());
         registry.register("rampart_upstream_response_duration_seconds", "Upstream time to response head, per backend", m.upstream_duration.clone());
         registry.register("rampart_http_errors", "Requests answered by the proxy itself, by error kind", m.errors.clone());

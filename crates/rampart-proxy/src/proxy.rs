@@ -20,7 +20,7 @@ use crate::accesslog::{AccessRecord, now_rfc3339};
 use crate::body::{BodyFinish, BodyTooLarge, RequestBody, ResponseBody};
 use crate::error::{ErrorKind, ProxyError};
 use crate::headers;
-use crate::metrics::{BackendLabels, ErrorLabels, RequestLabels, RouteLabels, status_class};
+use crate::metrics::{BackendLabels, ErrorLabels};
 use crate::phase::ConnInfo;
 use crate::router::{self, RouteInput};
 use crate::runtime::{PoolRuntime, Runtime};
@@ -111,7 +111,7 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
     if let Ok(v) = HeaderValue::from_str(&outcome.request_id) {
         response.headers_mut().insert(&headers::X_REQUEST_ID, v);
     }
-    record_metrics(&shared, &rt, &conn, &outcome, response.status(), start);
+    record_metrics(&rt, &outcome, response.status(), start);
     Ok(attach_log(&shared, &rt, &conn, outcome, response, start))
 }
 
@@ -133,31 +133,15 @@ fn error_response(e: &ProxyError) -> Response<ResponseBody> {
     resp
 }
 
-fn record_metrics(shared: &Shared, rt: &Runtime, conn: &ConnInfo, o: &Outcome, status: StatusCode, start: Instant) {
-    let route = o.route.map(|i| rt.snapshot.routes[i].name.as_str()).unwrap_or("");
-    let pool = o.pool.map(|i| &rt.pools[i]);
-    let pool_name = pool.map(|p| p.config.name.as_str()).unwrap_or("");
-    let backend = match (pool, o.backend) {
-        (Some(p), Some(b)) => p.config.backends[b].id.as_str(),
-        _ => "",
+fn record_metrics(rt: &Runtime, o: &Outcome, status: StatusCode, start: Instant) {
+    let route = match o.route {
+        Some(i) => &rt.route_metrics[i],
+        None => &rt.unrouted_metrics,
     };
-    let m = &shared.metrics;
-    m.requests
-        .get_or_create(&RequestLabels {
-            listener: conn.listener.to_string(),
-            route: route.to_string(),
-            pool: pool_name.to_string(),
-            backend: backend.to_string(),
-            class: status_class(status.as_u16()),
-        })
-        .inc();
-    m.request_duration
-        .get_or_create(&RouteLabels { route: route.to_string(), pool: pool_name.to_string() })
-        .observe(start.elapsed().as_secs_f64());
-    if let (Some(t), false) = (o.upstream_time, backend.is_empty()) {
-        m.upstream_duration
-            .get_or_create(&BackendLabels { pool: pool_name.to_string(), backend: backend.to_string() })
-            .observe(t.as_secs_f64());
+    route.count(o.backend, status.as_u16());
+    route.duration.observe(start.elapsed().as_secs_f64());
+    if let (Some(t), Some(p), Some(b)) = (o.upstream_time, o.pool, o.backend) {
+        rt.pools[p].upstream_duration[b].observe(t.as_secs_f64());
     }
 }
 
@@ -360,7 +344,7 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
         let sender = match endpoint.checkout(pool.config.timeouts.connect, upgrade).await {
             Ok(s) => s,
             Err(e) => {
-                pool.balancer.record_outcome(backend, attempt_start.elapsed(), false, Instant::now());
+                record_outcome(shared, pool, backend, attempt_start.elapsed(), false);
                 last_error = Some(e);
                 continue;
             }
@@ -376,7 +360,7 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
             Ok((mut resp, h1_sender)) => {
                 let status = resp.status();
                 let retry_status = pool.config.retries.on_status.contains(&status.as_u16());
-                pool.balancer.record_outcome(backend, latency, !status.is_server_error(), Instant::now());
+                record_outcome(shared, pool, backend, latency, !status.is_server_error());
                 if retry_status && idempotent && replayable && attempt + 1 < max_attempts {
                     body = Some(RequestBody::empty());
                     last_error = Some(ProxyError::new(ErrorKind::UpstreamProtocol, format!("upstream answered {status}")));
@@ -406,7 +390,7 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
                 return Ok(Response::from_parts(resp_parts, ResponseBody::upstream(resp_body, Some(finish))));
             }
             Err(SendError { error, returned }) => {
-                pool.balancer.record_outcome(backend, latency, false, Instant::now());
+                record_outcome(shared, pool, backend, latency, false);
                 if let Some(b) = returned {
                     body = Some(b);
                 } else if replayable && idempotent {
@@ -419,6 +403,26 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
         }
     }
     Err(last_error.unwrap_or_else(|| ProxyError::new(ErrorKind::NoHealthyBackend, format!("pool \"{}\" has no available backend", pool.config.name))))
+}
+
+/// Feeds passive health (EWMA, outlier detection) and counts ejections it causes.
+fn record_outcome(shared: &Shared, pool: &PoolRuntime, backend: usize, latency: Duration, success: bool) {
+    let now = Instant::now();
+    if success {
+        pool.balancer.record_outcome(backend, latency, true, now);
+        return;
+    }
+    let was_ejected = pool.balancer.backend_at_time(backend, now).ejected_until.is_some();
+    pool.balancer.record_outcome(backend, latency, false, now);
+    if !was_ejected && pool.balancer.backend_at_time(backend, now).ejected_until.is_some() {
+        let id = &pool.config.backends[backend].id;
+        tracing::warn!(pool = %pool.config.name, backend = %id, "backend ejected after consecutive failures");
+        shared
+            .metrics
+            .ejections
+            .get_or_create(&BackendLabels { pool: pool.config.name.clone(), backend: id.clone() })
+            .inc();
+    }
 }
 
 fn build_upstream_request(parts: &http::request::Parts, body: RequestBody, protocol: crate::upstream::Protocol, tls: bool, backend: &rampart_config::Backend) -> Request<RequestBody> {

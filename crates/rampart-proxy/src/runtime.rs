@@ -13,13 +13,59 @@ use rampart_config::{self as config, Snapshot};
 use rampart_tls::{CertSpec, CertStore, ClientAuth, ServerTlsSpec, UpstreamTlsSpec};
 use rustls::pki_types::ServerName;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
+use crate::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels};
 use crate::upstream::{Endpoint, EndpointSpec, Protocol, Registry, UpstreamTlsTarget};
+
+/// Status classes in metric order: 1xx .. 5xx.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn class_index(status: u16) -> usize {
+    ((status / 100).clamp(1, 5) - 1) as usize
+}
+
+/// Request counters resolved once per runtime, so the request path does no label lookups.
+pub struct RouteMetrics {
+    pub duration: Histogram,
+    /// Per backend of the route's pool, then one extra row for "no backend"; per status class.
+    counters: Vec<[Counter; 5]>,
+}
+
+impl RouteMetrics {
+    fn new(metrics: &Metrics, route: &str, pool: &str, backends: &[String]) -> Self {
+        let row = |backend: &str| {
+            CLASSES.map(|class| {
+                metrics
+                    .requests
+                    .get_or_create(&RequestLabels { route: route.to_string(), pool: pool.to_string(), backend: backend.to_string(), class })
+                    .clone()
+            })
+        };
+        let mut counters: Vec<[Counter; 5]> = backends.iter().map(|b| row(b)).collect();
+        counters.push(row(""));
+        RouteMetrics {
+            duration: metrics.request_duration.get_or_create(&RouteLabels { route: route.to_string(), pool: pool.to_string() }).clone(),
+            counters,
+        }
+    }
+
+    pub fn count(&self, backend: Option<usize>, status: u16) {
+        let row = backend.unwrap_or(self.counters.len() - 1).min(self.counters.len() - 1);
+        self.counters[row][class_index(status)].inc();
+    }
+}
 
 pub struct Runtime {
     pub generation: u64,
     pub snapshot: Arc<Snapshot>,
     pub pools: Vec<PoolRuntime>,
     pub listeners: HashMap<String, ListenerRuntime>,
+    /// Indexed like `snapshot.routes`.
+    pub route_metrics: Vec<RouteMetrics>,
+    /// Requests that matched no route.
+    pub unrouted_metrics: RouteMetrics,
 }
 
 pub struct ListenerRuntime {
@@ -39,6 +85,8 @@ pub struct PoolRuntime {
     /// Per-backend hash of its id, for source-IP and header affinity (rendezvous hashing).
     pub id_hashes: Vec<u64>,
     pub retry_budget: RetryBudget,
+    /// Upstream response-head latency per backend.
+    pub upstream_duration: Vec<Histogram>,
 }
 
 impl Runtime {
@@ -49,6 +97,7 @@ impl Runtime {
         generation: u64,
         previous: Option<&Runtime>,
         registry: &Registry,
+        metrics: &Metrics,
     ) -> Result<Runtime, Vec<String>> {
         let mut errors = Vec::new();
         let now = Instant::now();
@@ -115,7 +164,13 @@ impl Runtime {
                     })
                 })
                 .collect();
+            let upstream_duration = p
+                .backends
+                .iter()
+                .map(|b| metrics.upstream_duration.get_or_create(&BackendLabels { pool: p.name.clone(), backend: b.id.clone() }).clone())
+                .collect();
             pools.push(PoolRuntime {
+                upstream_duration,
                 id_hashes: p.backends.iter().map(|b| balance::hash_bytes(b.id.as_bytes())).collect(),
                 retry_budget: RetryBudget::new(p.retries.budget_percent, p.retries.min_per_second),
                 config: p.clone(),
@@ -141,8 +196,19 @@ impl Runtime {
         if !errors.is_empty() {
             return Err(errors);
         }
+        let route_metrics = snapshot
+            .routes
+            .iter()
+            .map(|r| {
+                let pool = &snapshot.pools[r.pool];
+                let ids: Vec<String> = pool.backends.iter().map(|b| b.id.clone()).collect();
+                RouteMetrics::new(metrics, &r.name, &pool.name, &ids)
+            })
+            .collect();
         Ok(Runtime {
             generation,
+            route_metrics,
+            unrouted_metrics: RouteMetrics::new(metrics, "", "", &[]),
             snapshot,
             pools,
             listeners,

@@ -65,7 +65,7 @@ fn check(path: &Path) -> ExitCode {
     };
     // Certificates and keys are part of a valid config: load them as a reload would.
     let registry = rampart_proxy::upstream::Registry::default();
-    match rampart_proxy::Runtime::build(Arc::new(snapshot), 0, None, &registry) {
+    match rampart_proxy::Runtime::build(Arc::new(snapshot), 0, None, &registry, &rampart_proxy::Metrics::new()) {
         Ok(rt) => {
             println!("{}", rt.snapshot.summary());
             ExitCode::SUCCESS
