@@ -1,0 +1,326 @@
+//! `rampart run` end to end: serve through a backend, reload on SIGHUP, keep the old config on
+//! an invalid one, exit 0 on SIGTERM. And `rampart demo` answers `GET /`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Kills the child on drop, so a failing assertion never leaves a process behind.
+struct Proc {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rampart");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr pipe");
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Proc { child, stderr }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tiny HTTP/1.1 keep-alive backend answering every request with `body`.
+fn start_backend(body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            thread::spawn(move || serve_connection(stream, body));
+        }
+    });
+    port
+}
+
+fn serve_connection(mut stream: TcpStream, body: &str) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // Requests here never carry a body: a head ends the request.
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// One `GET path` over a fresh connection; returns (status, body) or None on any failure.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// Polls `GET path` until `accept` holds for the answer or `limit` passes; returns the last answer.
+fn poll(
+    port: u16,
+    path: &str,
+    limit: Duration,
+    accept: impl Fn(&(u16, String)) -> bool,
+) -> Option<(u16, String)> {
+    let start = Instant::now();
+    let mut last = None;
+    while start.elapsed() < limit {
+        last = get(port, path);
+        if last.as_ref().is_some_and(&accept) {
+            return last;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    last
+}
+
+fn config(listen: u16, pool_for_root: &str, blue: u16, green: u16, algorithm: &str) -> String {
+    format!(
+        r#"[runtime]
+threads = 1
+shutdown_grace = "2s"
+
+[[listeners]]
+name = "web"
+address = "127.0.0.1:{listen}"
+
+[[routes]]
+name = "root"
+pool = "{pool_for_root}"
+
+[[pools]]
+name = "blue"
+algorithm = "{algorithm}"
+backends = [{{ address = "127.0.0.1:{blue}" }}]
+
+[[pools]]
+name = "green"
+backends = [{{ address = "127.0.0.1:{green}" }}]
+
+[observability]
+access_log = "off"
+"#
+    )
+}
+
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn run_reload_and_stop() {
+    let blue = start_backend("blue\n");
+    let green = start_backend("green\n");
+    let listen = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rampart.toml");
+    std::fs::write(&cfg, config(listen, "blue", blue, green, "round_robin")).unwrap();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    cmd.args(["run", "--config"])
+        .arg(&cfg)
+        .env("RAMPART_LOG", "info")
+        .env_remove("RAMPART_CONFIG");
+    let mut proc = Proc::spawn(cmd);
+
+    // Starts and serves through to the backend.
+    let answer = poll(listen, "/", Duration::from_secs(10), |(s, b)| {
+        *s == 200 && b == "blue\n"
+    });
+    assert_eq!(
+        answer,
+        Some((200, "blue\n".into())),
+        "no answer from blue; stderr:\n{}",
+        proc.stderr()
+    );
+
+    // Change routing, then SIGHUP: requests go to green.
+    write_atomically(&cfg, &config(listen, "green", blue, green, "round_robin"));
+    proc.signal("HUP");
+    let answer = poll(listen, "/", Duration::from_secs(5), |(s, b)| {
+        *s == 200 && b == "green\n"
+    });
+    assert_eq!(
+        answer,
+        Some((200, "green\n".into())),
+        "reload not applied; stderr:\n{}",
+        proc.stderr()
+    );
+
+    // An invalid config (routing back to blue, but with an unknown algorithm on line 15) is
+    // rejected whole: the errors are logged with file:line:col and green keeps serving.
+    let invalid = config(listen, "blue", blue, green, "fastest");
+    let line = invalid
+        .lines()
+        .position(|l| l.starts_with("algorithm = \"fastest\""))
+        .unwrap()
+        + 1;
+    write_atomically(&cfg, &invalid);
+    proc.signal("HUP");
+    let needle = format!("rampart.toml:{line}:1: pools[0].algorithm: unknown value");
+    let start = Instant::now();
+    while !proc.stderr().contains(&needle) && start.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let stderr = proc.stderr();
+    assert!(
+        stderr.contains(&needle),
+        "the rejected config's error ({needle}) is not logged; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("the running config stays"),
+        "stderr:\n{stderr}"
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            get(listen, "/"),
+            Some((200, "green\n".into())),
+            "stopped serving the old config; stderr:\n{}",
+            proc.stderr()
+        );
+    }
+    assert!(
+        proc.child.try_wait().unwrap().is_none(),
+        "rampart exited after an invalid reload"
+    );
+
+    // SIGTERM: a clean exit with status 0 within a few seconds.
+    proc.signal("TERM");
+    let status = proc.wait_exit(Duration::from_secs(5));
+    let stderr = proc.stderr();
+    let status =
+        status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM; stderr:\n{stderr}"));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM; stderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[listeners]]\nname = \"web\"\naddress = \"nowhere\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env_remove("RAMPART_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("bad.toml:3:1: listeners[0].address: invalid address"),
+        "stderr:\n{stderr}"
+    );
+    assert!(stderr.contains("not starting"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn demo_serves_within_five_seconds() {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    cmd.args(["demo", "--port", &port.to_string()]);
+    let proc = Proc::spawn(cmd);
+    let accept = |(s, b): &(u16, String)| {
+        *s == 200
+            && ["alpha", "beta", "gamma"]
+                .iter()
+                .any(|n| b.contains(&format!("hello from {n}")))
+    };
+    let answer = poll(port, "/", Duration::from_secs(5), accept);
+    assert!(
+        answer.as_ref().is_some_and(accept),
+        "demo did not answer GET / within 5 s: {answer:?}\nstderr:\n{}",
+        proc.stderr()
+    );
+    drop(proc); // killed
+}
