@@ -34,7 +34,10 @@ pub fn router(proxy: Arc<Proxy>, token: Secret) -> Router {
     };
     Router::new()
         .route("/api/v1/pools", get(pools))
-        .route("/api/v1/pools/{pool}/backends/{backend}/{action}", post(backend_action))
+        .route(
+            "/api/v1/pools/{pool}/backends/{backend}/{action}",
+            post(backend_action),
+        )
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/config", get(config))
         .fallback(not_found)
@@ -57,25 +60,46 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 /// Constant-time comparison of SHA-256 digests, so neither length nor content leaks by timing.
 fn token_matches(expected: &[u8; 32], presented: &str) -> bool {
     let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-    expected.iter().zip(digest.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    expected
+        .iter()
+        .zip(digest.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
-async fn authenticate(State(state): State<AppState>, headers: HeaderMap, request: Request, next: Next) -> Response {
+async fn authenticate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
     match presented {
         Some(token) if token_matches(&state.token_digest, token.trim()) => next.run(request).await,
         Some(_) => {
             tracing::warn!(path = %request.uri().path(), "admin API: invalid bearer token");
             let mut r = error(StatusCode::UNAUTHORIZED, "invalid bearer token");
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
             r
         }
         None => {
-            let mut r = error(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>");
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "missing Authorization: Bearer <token>",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
             r
         }
     }
@@ -86,18 +110,29 @@ async fn not_found() -> Response {
 }
 
 async fn pools(State(state): State<AppState>) -> Response {
-    Json(json!({ "generation": state.proxy.generation(), "pools": state.proxy.status() })).into_response()
+    Json(json!({ "generation": state.proxy.generation(), "pools": state.proxy.status() }))
+        .into_response()
 }
 
-async fn backend_action(State(state): State<AppState>, Path((pool, backend, action)): Path<(String, String, String)>) -> Response {
+async fn backend_action(
+    State(state): State<AppState>,
+    Path((pool, backend, action)): Path<(String, String, String)>,
+) -> Response {
     let admin_state = match action.as_str() {
         "drain" => AdminState::Drain,
         "enable" => AdminState::Enabled,
         "disable" => AdminState::Disabled,
-        other => return error(StatusCode::NOT_FOUND, format!("unknown action \"{other}\"; use drain, enable or disable")),
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown action \"{other}\"; use drain, enable or disable"),
+            );
+        }
     };
     match state.proxy.set_backend_state(&pool, &backend, admin_state) {
-        Ok(()) => Json(json!({ "pool": pool, "backend": backend, "state": action })).into_response(),
+        Ok(()) => {
+            Json(json!({ "pool": pool, "backend": backend, "state": action })).into_response()
+        }
         Err(e) => error(StatusCode::NOT_FOUND, e),
     }
 }
@@ -113,7 +148,10 @@ async fn reload(State(state): State<AppState>) -> Response {
             })),
         )
             .into_response(),
-        Err(ReloadError::NoConfigFile) => error(StatusCode::CONFLICT, "this instance runs a built-in config; nothing to reload"),
+        Err(ReloadError::NoConfigFile) => error(
+            StatusCode::CONFLICT,
+            "this instance runs a built-in config; nothing to reload",
+        ),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
 }

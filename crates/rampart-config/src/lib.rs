@@ -42,8 +42,12 @@ pub fn load_file(path: &Path) -> Result<Snapshot, ConfigErrors> {
         )));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read config: {e}")))?;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| fail(format!("config is not valid UTF-8 (byte {})", e.utf8_error().valid_up_to())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        fail(format!(
+            "config is not valid UTF-8 (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     load_str(&text, &origin, base)
 }

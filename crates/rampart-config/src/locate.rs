@@ -55,10 +55,10 @@ fn table_child<'a>(table: &'a Table, key: &str, best: &mut Option<usize>) -> Opt
         *best = Some(span.start);
     } else if let Some(span) = item.span() {
         *best = Some(span.start);
-    } else if let Item::Table(t) = item {
-        if let Some(span) = t.span() {
-            *best = Some(span.start);
-        }
+    } else if let Item::Table(t) = item
+        && let Some(span) = t.span()
+    {
+        *best = Some(span.start);
     }
     Some(Node::Item(item))
 }

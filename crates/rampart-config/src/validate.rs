@@ -29,13 +29,21 @@ pub(crate) fn load(text: &str, origin: &str, base_dir: &Path) -> Result<Snapshot
     // Syntax first: nothing else can be checked in a file that does not parse.
     let doc = toml_edit::Document::parse(text.to_string()).map_err(|e| {
         let position = e.span().map(|s| line_column(text, s.start));
-        single(position, FieldPath::root(), format!("TOML syntax error: {}", e.message()))
+        single(
+            position,
+            FieldPath::root(),
+            format!("TOML syntax error: {}", e.message()),
+        )
     })?;
 
     let mut unknown: Vec<FieldPath> = Vec::new();
     let deserializer = toml::Deserializer::parse(text).map_err(|e| {
         let position = e.span().map(|s| line_column(text, s.start));
-        single(position, FieldPath::root(), format!("TOML syntax error: {}", e.message()))
+        single(
+            position,
+            FieldPath::root(),
+            format!("TOML syntax error: {}", e.message()),
+        )
     })?;
     let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(ignored_path(&path));
     let ignored = serde_ignored::Deserializer::new(deserializer, &mut on_unknown);
@@ -126,8 +134,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn make(&self, path: &FieldPath, message: String) -> ConfigError {
-        let position =
-            crate::locate::offset_of(self.doc, path).map(|o| line_column(self.text, o));
+        let position = crate::locate::offset_of(self.doc, path).map(|o| line_column(self.text, o));
         ConfigError {
             origin: self.origin.to_string(),
             position,
@@ -141,7 +148,12 @@ impl Ctx<'_> {
         self.errors.push(e);
     }
 
-    fn duration(&mut self, path: &FieldPath, value: &Option<String>, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        path: &FieldPath,
+        value: &Option<String>,
+        default: Duration,
+    ) -> Duration {
         match value {
             None => default,
             Some(text) => match parse_duration(text) {
@@ -181,7 +193,14 @@ impl Ctx<'_> {
         }
     }
 
-    fn int(&mut self, path: &FieldPath, value: Option<i64>, default: u64, min: u64, max: u64) -> u64 {
+    fn int(
+        &mut self,
+        path: &FieldPath,
+        value: Option<i64>,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> u64 {
         match value {
             None => default,
             Some(n) if n < min as i64 || n as u64 > max => {
@@ -218,8 +237,18 @@ impl Ctx<'_> {
             Err(e) => {
                 // The regex crate's message spans lines with a caret diagram; keep the last line.
                 let text = e.to_string();
-                let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-                self.error(path, format!("invalid regex \"{pattern}\": {}", reason.trim().trim_start_matches("error: ")));
+                let reason = text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                self.error(
+                    path,
+                    format!(
+                        "invalid regex \"{pattern}\": {}",
+                        reason.trim().trim_start_matches("error: ")
+                    ),
+                );
                 None
             }
         }
@@ -228,7 +257,10 @@ impl Ctx<'_> {
     fn file(&mut self, path: &FieldPath, base: &Path, value: &str) -> PathBuf {
         let p = base.join(value);
         if !p.is_file() {
-            self.error(path, format!("file \"{}\" does not exist or is not a file", p.display()));
+            self.error(
+                path,
+                format!("file \"{}\" does not exist or is not a file", p.display()),
+            );
         }
         p
     }
@@ -256,7 +288,10 @@ fn one_of<T: Copy>(
             let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
             ctx.error(
                 path,
-                format!("unknown value \"{text}\"; expected one of {}", names.join(", ")),
+                format!(
+                    "unknown value \"{text}\"; expected one of {}",
+                    names.join(", ")
+                ),
             );
             default
         }
@@ -266,13 +301,20 @@ fn one_of<T: Copy>(
 fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &str) -> Snapshot {
     let root = FieldPath::root();
     let raw_listener_count = raw.listeners.len();
-    let runtime = build_runtime(ctx, &root.key("runtime"), raw.runtime.unwrap_or_default(), base);
+    let runtime = build_runtime(
+        ctx,
+        &root.key("runtime"),
+        raw.runtime.unwrap_or_default(),
+        base,
+    );
     let certificates = build_certificates(ctx, &raw.certificates, base);
     let listeners = build_listeners(ctx, &raw.listeners, &certificates, base);
     let pools = build_pools(ctx, &raw.pools, base);
     let routes = build_routes(ctx, &raw.routes, &listeners, &pools);
     let observability = build_observability(ctx, raw.observability.unwrap_or_default());
-    let admin = raw.admin.map(|a| build_admin(ctx, &root.key("admin"), a, base));
+    let admin = raw
+        .admin
+        .map(|a| build_admin(ctx, &root.key("admin"), a, base));
 
     let mut addresses: HashMap<SocketAddr, String> = HashMap::new();
     let mut claim = |ctx: &mut Ctx<'_>, path: FieldPath, addr: SocketAddr, owner: String| {
@@ -283,13 +325,28 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
         }
     };
     for (i, l) in listeners.iter().enumerate() {
-        claim(ctx, root.key("listeners").index(i).key("address"), l.address, format!("listener \"{}\"", l.name));
+        claim(
+            ctx,
+            root.key("listeners").index(i).key("address"),
+            l.address,
+            format!("listener \"{}\"", l.name),
+        );
     }
     if let Some(addr) = observability.metrics_address {
-        claim(ctx, root.key("observability").key("metrics_address"), addr, "the metrics listener".into());
+        claim(
+            ctx,
+            root.key("observability").key("metrics_address"),
+            addr,
+            "the metrics listener".into(),
+        );
     }
     if let Some(a) = &admin {
-        claim(ctx, root.key("admin").key("address"), a.address, "the admin listener".into());
+        claim(
+            ctx,
+            root.key("admin").key("address"),
+            a.address,
+            "the admin listener".into(),
+        );
     }
     if raw_listener_count == 0 {
         ctx.error(&root.key("listeners"), "at least one listener is required");
@@ -317,7 +374,11 @@ fn build_runtime(ctx: &mut Ctx<'_>, path: &FieldPath, raw: RawRuntime, base: &Pa
             .sticky_secret_file
             .as_ref()
             .map(|f| ctx.file(&path.key("sticky_secret_file"), base, f)),
-        shutdown_grace: ctx.duration(&path.key("shutdown_grace"), &raw.shutdown_grace, Duration::from_secs(30)),
+        shutdown_grace: ctx.duration(
+            &path.key("shutdown_grace"),
+            &raw.shutdown_grace,
+            Duration::from_secs(30),
+        ),
     }
 }
 
@@ -328,7 +389,10 @@ fn build_certificates(ctx: &mut Ctx<'_>, raw: &[RawCertificate], base: &Path) ->
         let path = FieldPath::root().key("certificates").index(i);
         let name = ctx.name(&path.key("name"), &c.name, "certificate");
         if !seen.insert(name.clone()) {
-            ctx.error(&path.key("name"), format!("duplicate certificate name \"{name}\""));
+            ctx.error(
+                &path.key("name"),
+                format!("duplicate certificate name \"{name}\""),
+            );
         }
         let cert = match &c.cert {
             Some(f) => ctx.file(&path.key("cert"), base, f),
@@ -346,14 +410,21 @@ fn build_certificates(ctx: &mut Ctx<'_>, raw: &[RawCertificate], base: &Path) ->
         };
         for (j, n) in c.server_names.iter().enumerate() {
             if !valid_host_pattern(n) {
-                ctx.error(&path.key("server_names").index(j), format!("invalid server name \"{n}\""));
+                ctx.error(
+                    &path.key("server_names").index(j),
+                    format!("invalid server name \"{n}\""),
+                );
             }
         }
         out.push(Certificate {
             name,
             cert,
             key,
-            server_names: c.server_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            server_names: c
+                .server_names
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
         });
     }
     out
@@ -366,11 +437,18 @@ fn valid_host_pattern(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 
-fn parse_socket_addr(ctx: &mut Ctx<'_>, path: &FieldPath, value: &Option<String>, default: Option<&str>) -> Option<SocketAddr> {
+fn parse_socket_addr(
+    ctx: &mut Ctx<'_>,
+    path: &FieldPath,
+    value: &Option<String>,
+    default: Option<&str>,
+) -> Option<SocketAddr> {
     let text = match (value, default) {
         (Some(t), _) => t.as_str(),
         (None, Some(d)) => d,
@@ -391,14 +469,22 @@ fn parse_socket_addr(ctx: &mut Ctx<'_>, path: &FieldPath, value: &Option<String>
     }
 }
 
-fn build_listeners(ctx: &mut Ctx<'_>, raw: &[RawListener], certs: &[Certificate], base: &Path) -> Vec<Listener> {
+fn build_listeners(
+    ctx: &mut Ctx<'_>,
+    raw: &[RawListener],
+    certs: &[Certificate],
+    base: &Path,
+) -> Vec<Listener> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, l) in raw.iter().enumerate() {
         let path = FieldPath::root().key("listeners").index(i);
         let name = ctx.name(&path.key("name"), &l.name, "listener");
         if !seen.insert(name.clone()) {
-            ctx.error(&path.key("name"), format!("duplicate listener name \"{name}\""));
+            ctx.error(
+                &path.key("name"),
+                format!("duplicate listener name \"{name}\""),
+            );
         }
         let address = parse_socket_addr(ctx, &path.key("address"), &l.address, None);
         let protocol = one_of(
@@ -406,16 +492,24 @@ fn build_listeners(ctx: &mut Ctx<'_>, raw: &[RawListener], certs: &[Certificate]
             &path.key("protocol"),
             &l.protocol,
             ListenerProtocol::Http,
-            &[("http", ListenerProtocol::Http), ("https", ListenerProtocol::Https)],
+            &[
+                ("http", ListenerProtocol::Http),
+                ("https", ListenerProtocol::Https),
+            ],
         );
         let zone = l.zone.clone().unwrap_or_else(|| "public".into());
         if !valid_name(&zone) {
             ctx.error(&path.key("zone"), format!("invalid zone name \"{zone}\""));
         }
         let tls = match (&l.tls, protocol) {
-            (Some(t), ListenerProtocol::Https) => Some(build_listener_tls(ctx, &path.key("tls"), t, certs, base)),
+            (Some(t), ListenerProtocol::Https) => {
+                Some(build_listener_tls(ctx, &path.key("tls"), t, certs, base))
+            }
             (None, ListenerProtocol::Https) => {
-                ctx.error(&path, "protocol \"https\" needs a [listeners.tls] section naming certificates");
+                ctx.error(
+                    &path,
+                    "protocol \"https\" needs a [listeners.tls] section naming certificates",
+                );
                 None
             }
             (Some(_), ListenerProtocol::Http) => {
@@ -440,37 +534,56 @@ fn build_listeners(ctx: &mut Ctx<'_>, raw: &[RawListener], certs: &[Certificate]
     out
 }
 
-fn build_listener_tls(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawListenerTls, certs: &[Certificate], base: &Path) -> ListenerTls {
+fn build_listener_tls(
+    ctx: &mut Ctx<'_>,
+    path: &FieldPath,
+    raw: &RawListenerTls,
+    certs: &[Certificate],
+    base: &Path,
+) -> ListenerTls {
     if raw.certificates.is_empty() {
         ctx.error(&path.key("certificates"), "name at least one certificate");
     }
     for (i, c) in raw.certificates.iter().enumerate() {
         if !certs.iter().any(|x| &x.name == c) {
-            ctx.error(&path.key("certificates").index(i), format!("no certificate named \"{c}\""));
-        }
-    }
-    if let Some(d) = &raw.default_certificate {
-        if !raw.certificates.contains(d) {
             ctx.error(
-                &path.key("default_certificate"),
-                format!("\"{d}\" is not among this listener's certificates"),
+                &path.key("certificates").index(i),
+                format!("no certificate named \"{c}\""),
             );
         }
+    }
+    if let Some(d) = &raw.default_certificate
+        && !raw.certificates.contains(d)
+    {
+        ctx.error(
+            &path.key("default_certificate"),
+            format!("\"{d}\" is not among this listener's certificates"),
+        );
     }
     let client_auth = one_of(
         ctx,
         &path.key("client_auth"),
         &raw.client_auth,
-        if raw.client_ca.is_some() { ClientAuthMode::Required } else { ClientAuthMode::None },
+        if raw.client_ca.is_some() {
+            ClientAuthMode::Required
+        } else {
+            ClientAuthMode::None
+        },
         &[
             ("none", ClientAuthMode::None),
             ("optional", ClientAuthMode::Optional),
             ("required", ClientAuthMode::Required),
         ],
     );
-    let client_ca = raw.client_ca.as_ref().map(|f| ctx.file(&path.key("client_ca"), base, f));
+    let client_ca = raw
+        .client_ca
+        .as_ref()
+        .map(|f| ctx.file(&path.key("client_ca"), base, f));
     if client_auth != ClientAuthMode::None && client_ca.is_none() {
-        ctx.error(&path.key("client_auth"), "client certificate verification needs \"client_ca\"");
+        ctx.error(
+            &path.key("client_auth"),
+            "client certificate verification needs \"client_ca\"",
+        );
     }
     ListenerTls {
         certificates: raw.certificates.clone(),
@@ -480,18 +593,54 @@ fn build_listener_tls(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawListenerTls,
     }
 }
 
-fn build_limits(ctx: &mut Ctx<'_>, path: &FieldPath, raw: Option<&RawListenerLimits>) -> ListenerLimits {
+fn build_limits(
+    ctx: &mut Ctx<'_>,
+    path: &FieldPath,
+    raw: Option<&RawListenerLimits>,
+) -> ListenerLimits {
     let d = ListenerLimits::default();
     let Some(raw) = raw else { return d };
     ListenerLimits {
-        header_read_timeout: ctx.duration(&path.key("header_read_timeout"), &raw.header_read_timeout, d.header_read_timeout),
+        header_read_timeout: ctx.duration(
+            &path.key("header_read_timeout"),
+            &raw.header_read_timeout,
+            d.header_read_timeout,
+        ),
         idle_timeout: ctx.duration(&path.key("idle_timeout"), &raw.idle_timeout, d.idle_timeout),
-        max_header_bytes: ctx.size(&path.key("max_header_bytes"), &raw.max_header_bytes, d.max_header_bytes as u64).clamp(0, 1 << 20) as usize,
-        max_headers: ctx.int(&path.key("max_headers"), raw.max_headers, d.max_headers as u64, 1, 1000) as usize,
-        max_uri_bytes: ctx.size(&path.key("max_uri_bytes"), &raw.max_uri_bytes, d.max_uri_bytes as u64).clamp(0, 1 << 20) as usize,
-        max_connections: ctx.int(&path.key("max_connections"), raw.max_connections, d.max_connections as u64, 1, 10_000_000) as usize,
+        max_header_bytes: ctx
+            .size(
+                &path.key("max_header_bytes"),
+                &raw.max_header_bytes,
+                d.max_header_bytes as u64,
+            )
+            .clamp(0, 1 << 20) as usize,
+        max_headers: ctx.int(
+            &path.key("max_headers"),
+            raw.max_headers,
+            d.max_headers as u64,
+            1,
+            1000,
+        ) as usize,
+        max_uri_bytes: ctx
+            .size(
+                &path.key("max_uri_bytes"),
+                &raw.max_uri_bytes,
+                d.max_uri_bytes as u64,
+            )
+            .clamp(0, 1 << 20) as usize,
+        max_connections: ctx.int(
+            &path.key("max_connections"),
+            raw.max_connections,
+            d.max_connections as u64,
+            1,
+            10_000_000,
+        ) as usize,
         max_body: ctx.size(&path.key("max_body"), &raw.max_body, d.max_body),
-        request_timeout: ctx.duration(&path.key("request_timeout"), &raw.request_timeout, d.request_timeout),
+        request_timeout: ctx.duration(
+            &path.key("request_timeout"),
+            &raw.request_timeout,
+            d.request_timeout,
+        ),
     }
 }
 
@@ -518,7 +667,10 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
                 ("random", Algorithm::Random),
             ],
         );
-        let hash_key = p.hash_key.as_ref().and_then(|k| build_hash_key(ctx, &path.key("hash_key"), k));
+        let hash_key = p
+            .hash_key
+            .as_ref()
+            .and_then(|k| build_hash_key(ctx, &path.key("hash_key"), k));
         if algorithm == Algorithm::ConsistentHash && hash_key.is_none() && p.hash_key.is_none() {
             ctx.error(&path.key("algorithm"), "consistent_hash needs a [pools.hash_key] (source = client_ip | header | cookie | path)");
         }
@@ -527,12 +679,18 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
             &path.key("protocol"),
             &p.protocol,
             UpstreamProtocol::Http1,
-            &[("http1", UpstreamProtocol::Http1), ("http2", UpstreamProtocol::Http2)],
+            &[
+                ("http1", UpstreamProtocol::Http1),
+                ("http2", UpstreamProtocol::Http2),
+            ],
         );
         let tls = p.tls.as_ref().map(|t| {
             let tp = path.key("tls");
             let client_cert = match (&t.client_cert, &t.client_key) {
-                (Some(c), Some(k)) => Some((ctx.file(&tp.key("client_cert"), base, c), ctx.file(&tp.key("client_key"), base, k))),
+                (Some(c), Some(k)) => Some((
+                    ctx.file(&tp.key("client_cert"), base, c),
+                    ctx.file(&tp.key("client_key"), base, k),
+                )),
                 (None, None) => None,
                 _ => {
                     ctx.error(&tp, "client_cert and client_key go together");
@@ -547,44 +705,105 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
             }
         });
         let backends = build_backends(ctx, &path.key("backends"), &name, &p.backends);
-        let health_check = p.health_check.as_ref().map(|h| build_health(ctx, &path.key("health_check"), h));
+        let health_check = p
+            .health_check
+            .as_ref()
+            .map(|h| build_health(ctx, &path.key("health_check"), h));
         let outlier = p.outlier.as_ref().map(|o| {
             let op = path.key("outlier");
-            let base_ejection = ctx.duration(&op.key("base_ejection"), &o.base_ejection, Duration::from_secs(10));
-            let max_ejection = ctx.duration(&op.key("max_ejection"), &o.max_ejection, Duration::from_secs(300));
+            let base_ejection = ctx.duration(
+                &op.key("base_ejection"),
+                &o.base_ejection,
+                Duration::from_secs(10),
+            );
+            let max_ejection = ctx.duration(
+                &op.key("max_ejection"),
+                &o.max_ejection,
+                Duration::from_secs(300),
+            );
             if max_ejection < base_ejection {
-                ctx.error(&op.key("max_ejection"), "must not be shorter than base_ejection");
+                ctx.error(
+                    &op.key("max_ejection"),
+                    "must not be shorter than base_ejection",
+                );
             }
             Outlier {
-                consecutive_failures: ctx.int(&op.key("consecutive_failures"), o.consecutive_failures, 5, 1, 1000) as u32,
+                consecutive_failures: ctx.int(
+                    &op.key("consecutive_failures"),
+                    o.consecutive_failures,
+                    5,
+                    1,
+                    1000,
+                ) as u32,
                 base_ejection,
                 max_ejection,
-                max_ejected_percent: ctx.int(&op.key("max_ejected_percent"), o.max_ejected_percent, 50, 0, 100) as u8,
+                max_ejected_percent: ctx.int(
+                    &op.key("max_ejected_percent"),
+                    o.max_ejected_percent,
+                    50,
+                    0,
+                    100,
+                ) as u8,
             }
         });
         let slow_start = ctx.opt_duration(&path.key("slow_start"), &p.slow_start);
-        let sticky = p.sticky.as_ref().and_then(|s| build_sticky(ctx, &path.key("sticky"), s));
+        let sticky = p
+            .sticky
+            .as_ref()
+            .and_then(|s| build_sticky(ctx, &path.key("sticky"), s));
         let t = p.timeouts.as_ref();
         let tp = path.key("timeouts");
         let timeouts = PoolTimeouts {
-            connect: ctx.duration(&tp.key("connect"), &t.and_then(|t| t.connect.clone()), Duration::from_secs(3)),
-            response_header: ctx.duration(&tp.key("response_header"), &t.and_then(|t| t.response_header.clone()), Duration::from_secs(30)),
-            idle: ctx.duration(&tp.key("idle"), &t.and_then(|t| t.idle.clone()), Duration::from_secs(60)),
+            connect: ctx.duration(
+                &tp.key("connect"),
+                &t.and_then(|t| t.connect.clone()),
+                Duration::from_secs(3),
+            ),
+            response_header: ctx.duration(
+                &tp.key("response_header"),
+                &t.and_then(|t| t.response_header.clone()),
+                Duration::from_secs(30),
+            ),
+            idle: ctx.duration(
+                &tp.key("idle"),
+                &t.and_then(|t| t.idle.clone()),
+                Duration::from_secs(60),
+            ),
         };
         let r = p.retries.as_ref();
         let rp = path.key("retries");
         let mut on_status = Vec::new();
-        for (j, s) in r.map(|r| r.on_status.as_slice()).unwrap_or(&[]).iter().enumerate() {
+        for (j, s) in r
+            .map(|r| r.on_status.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
             if (500..=599).contains(s) {
                 on_status.push(*s as u16);
             } else {
-                ctx.error(&rp.key("on_status").index(j), format!("{s} is not a 5xx status"));
+                ctx.error(
+                    &rp.key("on_status").index(j),
+                    format!("{s} is not a 5xx status"),
+                );
             }
         }
         let retries = Retries {
             attempts: ctx.int(&rp.key("attempts"), r.and_then(|r| r.attempts), 3, 1, 10) as u32,
-            budget_percent: ctx.int(&rp.key("budget_percent"), r.and_then(|r| r.budget_percent), 20, 0, 100) as u32,
-            min_per_second: ctx.int(&rp.key("min_per_second"), r.and_then(|r| r.min_per_second), 10, 0, 100_000) as u32,
+            budget_percent: ctx.int(
+                &rp.key("budget_percent"),
+                r.and_then(|r| r.budget_percent),
+                20,
+                0,
+                100,
+            ) as u32,
+            min_per_second: ctx.int(
+                &rp.key("min_per_second"),
+                r.and_then(|r| r.min_per_second),
+                10,
+                0,
+                100_000,
+            ) as u32,
             on_status,
         };
         out.push(Pool {
@@ -600,13 +819,23 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
             sticky,
             timeouts,
             retries,
-            max_idle_per_backend: ctx.int(&path.key("max_idle_per_backend"), p.max_idle_per_backend, 256, 0, 100_000) as usize,
+            max_idle_per_backend: ctx.int(
+                &path.key("max_idle_per_backend"),
+                p.max_idle_per_backend,
+                256,
+                0,
+                100_000,
+            ) as usize,
         });
     }
     out
 }
 
-fn header_name(ctx: &mut Ctx<'_>, path: &FieldPath, value: &Option<String>) -> Option<http::HeaderName> {
+fn header_name(
+    ctx: &mut Ctx<'_>,
+    path: &FieldPath,
+    value: &Option<String>,
+) -> Option<http::HeaderName> {
     let Some(text) = value else {
         ctx.error(path, "missing header name");
         return None;
@@ -637,13 +866,21 @@ fn build_hash_key(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawHashKey) -> Opti
             None
         }
         None => {
-            ctx.error(&path.key("source"), "missing source (client_ip | header | cookie | path)");
+            ctx.error(
+                &path.key("source"),
+                "missing source (client_ip | header | cookie | path)",
+            );
             None
         }
     }
 }
 
-fn build_backends(ctx: &mut Ctx<'_>, path: &FieldPath, pool: &str, raw: &[RawBackend]) -> Vec<Backend> {
+fn build_backends(
+    ctx: &mut Ctx<'_>,
+    path: &FieldPath,
+    pool: &str,
+    raw: &[RawBackend],
+) -> Vec<Backend> {
     if raw.is_empty() {
         ctx.error(path, format!("pool \"{pool}\" has no backends"));
     }
@@ -662,14 +899,20 @@ fn build_backends(ctx: &mut Ctx<'_>, path: &FieldPath, pool: &str, raw: &[RawBac
         let id = match &b.id {
             Some(id) => {
                 if !valid_name(id) {
-                    ctx.error(&bp.key("id"), format!("invalid id \"{id}\": use 1-64 characters from a-z A-Z 0-9 _ - ."));
+                    ctx.error(
+                        &bp.key("id"),
+                        format!("invalid id \"{id}\": use 1-64 characters from a-z A-Z 0-9 _ - ."),
+                    );
                 }
                 id.clone()
             }
             None => format!("{pool}-{}", i + 1),
         };
         if !ids.insert(id.clone()) {
-            ctx.error(&bp.key("id"), format!("duplicate backend id \"{id}\" in pool \"{pool}\""));
+            ctx.error(
+                &bp.key("id"),
+                format!("duplicate backend id \"{id}\" in pool \"{pool}\""),
+            );
         }
         out.push(Backend {
             id,
@@ -680,7 +923,10 @@ fn build_backends(ctx: &mut Ctx<'_>, path: &FieldPath, pool: &str, raw: &[RawBac
         });
     }
     if !out.is_empty() && out.iter().all(|b| b.backup) {
-        ctx.error(path, "every backend is a backup; at least one must be primary");
+        ctx.error(
+            path,
+            "every backend is a backup; at least one must be primary",
+        );
     }
     out
 }
@@ -714,15 +960,23 @@ fn build_health(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawHealthCheck) -> He
                 },
             };
             let path_value = raw.path.clone().unwrap_or_else(|| "/".into());
-            if !path_value.starts_with('/') || http::uri::PathAndQuery::from_str(&path_value).is_err() {
-                ctx.error(&path.key("path"), format!("invalid check path \"{path_value}\": must start with /"));
+            if !path_value.starts_with('/')
+                || http::uri::PathAndQuery::from_str(&path_value).is_err()
+            {
+                ctx.error(
+                    &path.key("path"),
+                    format!("invalid check path \"{path_value}\": must start with /"),
+                );
             }
             let expect_status = match &raw.expect_status {
                 None => (200, 399),
                 Some(s) => match parse_status_range(s) {
                     Some(r) => r,
                     None => {
-                        ctx.error(&path.key("expect_status"), format!("invalid status range \"{s}\": write \"200\" or \"200-399\""));
+                        ctx.error(
+                            &path.key("expect_status"),
+                            format!("invalid status range \"{s}\": write \"200\" or \"200-399\""),
+                        );
                         (200, 399)
                     }
                 },
@@ -736,7 +990,10 @@ fn build_health(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawHealthCheck) -> He
             }
         }
         other => {
-            ctx.error(&path.key("kind"), format!("unknown value \"{other}\"; expected one of \"http\", \"tcp\""));
+            ctx.error(
+                &path.key("kind"),
+                format!("unknown value \"{other}\"; expected one of \"http\", \"tcp\""),
+            );
             HealthCheckKind::Tcp
         }
     };
@@ -749,12 +1006,19 @@ fn build_health(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawHealthCheck) -> He
             ("expect_body", raw.expect_body.is_some()),
         ] {
             if set && kind_name == "tcp" {
-                ctx.error(&path.key(field), format!("\"{field}\" applies only to kind = \"http\""));
+                ctx.error(
+                    &path.key(field),
+                    format!("\"{field}\" applies only to kind = \"http\""),
+                );
             }
         }
     }
     let interval = ctx.duration(&path.key("interval"), &raw.interval, Duration::from_secs(2));
-    let timeout = ctx.duration(&path.key("timeout"), &raw.timeout, Duration::from_secs(1).min(interval));
+    let timeout = ctx.duration(
+        &path.key("timeout"),
+        &raw.timeout,
+        Duration::from_secs(1).min(interval),
+    );
     if timeout > interval {
         ctx.error(&path.key("timeout"), "must not be longer than interval");
     }
@@ -781,24 +1045,44 @@ fn parse_status_range(text: &str) -> Option<(u16, u16)> {
 fn build_sticky(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawSticky) -> Option<Sticky> {
     match raw.mode.as_deref() {
         Some("cookie") => {
-            let name = raw.cookie.clone().unwrap_or_else(|| "rampart_sticky".into());
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)) {
-                ctx.error(&path.key("cookie"), format!("invalid cookie name \"{name}\""));
+            let name = raw
+                .cookie
+                .clone()
+                .unwrap_or_else(|| "rampart_sticky".into());
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+            {
+                ctx.error(
+                    &path.key("cookie"),
+                    format!("invalid cookie name \"{name}\""),
+                );
             }
             let same_site = one_of(
                 ctx,
                 &path.key("same_site"),
                 &raw.same_site,
                 SameSite::Lax,
-                &[("strict", SameSite::Strict), ("lax", SameSite::Lax), ("none", SameSite::None)],
+                &[
+                    ("strict", SameSite::Strict),
+                    ("lax", SameSite::Lax),
+                    ("none", SameSite::None),
+                ],
             );
             let secure = raw.secure.unwrap_or(false);
             if same_site == SameSite::None && !secure {
                 ctx.error(&path.key("same_site"), "same_site = \"none\" requires secure = true (browsers drop the cookie otherwise)");
             }
             let cookie_path = raw.path.clone().unwrap_or_else(|| "/".into());
-            if !cookie_path.starts_with('/') || cookie_path.contains(';') || cookie_path.chars().any(|c| c.is_control()) {
-                ctx.error(&path.key("path"), format!("invalid cookie path \"{cookie_path}\""));
+            if !cookie_path.starts_with('/')
+                || cookie_path.contains(';')
+                || cookie_path.chars().any(|c| c.is_control())
+            {
+                ctx.error(
+                    &path.key("path"),
+                    format!("invalid cookie path \"{cookie_path}\""),
+                );
             }
             Some(Sticky::Cookie {
                 name,
@@ -816,24 +1100,38 @@ fn build_sticky(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawSticky) -> Option<
             None
         }
         None => {
-            ctx.error(&path.key("mode"), "missing mode (cookie | source_ip | header)");
+            ctx.error(
+                &path.key("mode"),
+                "missing mode (cookie | source_ip | header)",
+            );
             None
         }
     }
 }
 
-fn build_routes(ctx: &mut Ctx<'_>, raw: &[RawRoute], listeners: &[Listener], pools: &[Pool]) -> Vec<Route> {
+fn build_routes(
+    ctx: &mut Ctx<'_>,
+    raw: &[RawRoute],
+    listeners: &[Listener],
+    pools: &[Pool],
+) -> Vec<Route> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, r) in raw.iter().enumerate() {
         let path = FieldPath::root().key("routes").index(i);
         let name = ctx.name(&path.key("name"), &r.name, "route");
         if !seen.insert(name.clone()) {
-            ctx.error(&path.key("name"), format!("duplicate route name \"{name}\""));
+            ctx.error(
+                &path.key("name"),
+                format!("duplicate route name \"{name}\""),
+            );
         }
         for (j, l) in r.listeners.iter().enumerate() {
             if !listeners.iter().any(|x| &x.name == l) {
-                ctx.error(&path.key("listeners").index(j), format!("no listener named \"{l}\""));
+                ctx.error(
+                    &path.key("listeners").index(j),
+                    format!("no listener named \"{l}\""),
+                );
             }
         }
         let pool = match &r.pool {
@@ -854,7 +1152,10 @@ fn build_routes(ctx: &mut Ctx<'_>, raw: &[RawRoute], listeners: &[Listener], poo
             .as_ref()
             .map(|m| build_match(ctx, &path.key("match"), m))
             .unwrap_or_default();
-        let max_body = r.max_body.as_ref().map(|_| ctx.size(&path.key("max_body"), &r.max_body, 1));
+        let max_body = r
+            .max_body
+            .as_ref()
+            .map(|_| ctx.size(&path.key("max_body"), &r.max_body, 1));
         let timeout = ctx.opt_duration(&path.key("timeout"), &r.timeout);
         if let Some(pool) = pool {
             out.push(Route {
@@ -875,7 +1176,12 @@ fn build_match(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawRouteMatch) -> Rout
     for (i, h) in raw.hosts.iter().enumerate() {
         let lower = h.to_ascii_lowercase();
         if !valid_host_pattern(&lower) {
-            ctx.error(&path.key("hosts").index(i), format!("invalid host \"{h}\": a name such as \"api.example.com\" or \"*.example.com\""));
+            ctx.error(
+                &path.key("hosts").index(i),
+                format!(
+                    "invalid host \"{h}\": a name such as \"api.example.com\" or \"*.example.com\""
+                ),
+            );
         } else if let Some(suffix) = lower.strip_prefix('*') {
             hosts.push(HostPattern::Wildcard(suffix.to_string()));
         } else {
@@ -891,7 +1197,13 @@ fn build_match(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawRouteMatch) -> Rout
     .flatten()
     .collect();
     if set.len() > 1 {
-        ctx.error(&path.key(set[1]), format!("choose one of path, path_prefix, path_regex (found {})", set.join(", ")));
+        ctx.error(
+            &path.key(set[1]),
+            format!(
+                "choose one of path, path_prefix, path_regex (found {})",
+                set.join(", ")
+            ),
+        );
     }
     let check_path = |ctx: &mut Ctx<'_>, key: &str, p: &str| {
         if !p.starts_with('/') {
@@ -913,7 +1225,10 @@ fn build_match(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawRouteMatch) -> Rout
     for (i, m) in raw.methods.iter().enumerate() {
         match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
             Ok(method) => methods.push(method),
-            Err(_) => ctx.error(&path.key("methods").index(i), format!("invalid method \"{m}\"")),
+            Err(_) => ctx.error(
+                &path.key("methods").index(i),
+                format!("invalid method \"{m}\""),
+            ),
         }
     }
     let mut headers = Vec::new();
@@ -943,15 +1258,22 @@ fn build_match(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawRouteMatch) -> Rout
 
 fn build_observability(ctx: &mut Ctx<'_>, raw: RawObservability) -> Observability {
     let path = FieldPath::root().key("observability");
-    let metrics_address = raw
-        .metrics_address
-        .as_ref()
-        .and_then(|_| parse_socket_addr(ctx, &path.key("metrics_address"), &raw.metrics_address, None));
+    let metrics_address = raw.metrics_address.as_ref().and_then(|_| {
+        parse_socket_addr(
+            ctx,
+            &path.key("metrics_address"),
+            &raw.metrics_address,
+            None,
+        )
+    });
     let access_log = match raw.access_log.as_deref() {
         None | Some("stdout") => AccessLog::Stdout,
         Some("off") => AccessLog::Off,
         Some("") => {
-            ctx.error(&path.key("access_log"), "empty; use \"stdout\", \"off\" or a file path");
+            ctx.error(
+                &path.key("access_log"),
+                "empty; use \"stdout\", \"off\" or a file path",
+            );
             AccessLog::Off
         }
         Some(file) => AccessLog::File(PathBuf::from(file)),
@@ -974,8 +1296,13 @@ fn build_observability(ctx: &mut Ctx<'_>, raw: RawObservability) -> Observabilit
 const MIN_TOKEN_LEN: usize = 16;
 
 fn build_admin(ctx: &mut Ctx<'_>, path: &FieldPath, raw: RawAdmin, base: &Path) -> Admin {
-    let address = parse_socket_addr(ctx, &path.key("address"), &raw.address, Some("127.0.0.1:9091"))
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9091)));
+    let address = parse_socket_addr(
+        ctx,
+        &path.key("address"),
+        &raw.address,
+        Some("127.0.0.1:9091"),
+    )
+    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9091)));
     if !address.ip().is_loopback() && !raw.allow_remote.unwrap_or(false) {
         ctx.error(
             &path.key("address"),
@@ -992,7 +1319,10 @@ fn build_admin(ctx: &mut Ctx<'_>, path: &FieldPath, raw: RawAdmin, base: &Path) 
             match std::fs::read_to_string(&p) {
                 Ok(t) => t.trim().to_string(),
                 Err(e) => {
-                    ctx.error(&path.key("token_file"), format!("cannot read \"{}\": {e}", p.display()));
+                    ctx.error(
+                        &path.key("token_file"),
+                        format!("cannot read \"{}\": {e}", p.display()),
+                    );
                     String::new()
                 }
             }
@@ -1000,18 +1330,28 @@ fn build_admin(ctx: &mut Ctx<'_>, path: &FieldPath, raw: RawAdmin, base: &Path) 
         (None, Some(var)) => match std::env::var(var) {
             Ok(t) => t.trim().to_string(),
             Err(_) => {
-                ctx.error(&path.key("token_env"), format!("environment variable {var} is not set"));
+                ctx.error(
+                    &path.key("token_env"),
+                    format!("environment variable {var} is not set"),
+                );
                 String::new()
             }
         },
         (None, None) => {
-            ctx.error(path, "the admin API needs a bearer token: set token_file or token_env");
+            ctx.error(
+                path,
+                "the admin API needs a bearer token: set token_file or token_env",
+            );
             String::new()
         }
     };
     if !token.is_empty() && token.len() < MIN_TOKEN_LEN {
         ctx.error(
-            &path.key(if raw.token_file.is_some() { "token_file" } else { "token_env" }),
+            &path.key(if raw.token_file.is_some() {
+                "token_file"
+            } else {
+                "token_env"
+            }),
             format!("admin token is shorter than {MIN_TOKEN_LEN} characters"),
         );
     }

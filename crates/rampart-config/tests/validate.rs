@@ -63,13 +63,34 @@ match = { path_regex = "(" }
     let errors = load(text).unwrap_err();
     let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     let all = lines.join("\n");
-    assert!(all.contains("test.toml:4:1: listeners[0].address: invalid address \"nowhere\""), "{all}");
-    assert!(all.contains("test.toml:5:1: listeners[0].colour: unknown key \"colour\""), "{all}");
-    assert!(all.contains("pools[0].algorithm: unknown value \"fastest\""), "{all}");
-    assert!(all.contains("pools[0].backends[0].address: invalid address \"127.0.0.1:0\""), "{all}");
-    assert!(all.contains("pools[0].backends[1].weight: -1 is out of range"), "{all}");
-    assert!(all.contains("routes[0].pool: no pool named \"missing\""), "{all}");
-    assert!(all.contains("routes[0].match.path_regex: invalid regex"), "{all}");
+    assert!(
+        all.contains("test.toml:4:1: listeners[0].address: invalid address \"nowhere\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("test.toml:5:1: listeners[0].colour: unknown key \"colour\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("pools[0].algorithm: unknown value \"fastest\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("pools[0].backends[0].address: invalid address \"127.0.0.1:0\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("pools[0].backends[1].weight: -1 is out of range"),
+        "{all}"
+    );
+    assert!(
+        all.contains("routes[0].pool: no pool named \"missing\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("routes[0].match.path_regex: invalid regex"),
+        "{all}"
+    );
     assert!(lines.len() >= 7, "{all}");
 }
 

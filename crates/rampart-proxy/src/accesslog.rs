@@ -69,7 +69,10 @@ impl AccessLogger {
                 }
             })
             .expect("spawn access log thread");
-        AccessLogger { tx: Some(tx), metrics }
+        AccessLogger {
+            tx: Some(tx),
+            metrics,
+        }
     }
 
     pub fn enabled(&self) -> bool {

@@ -48,9 +48,8 @@ impl ProxyError {
     pub fn blame(&self) -> Blame {
         use ErrorKind::*;
         match self.kind {
-            BadRequest | UriTooLong | HeadersTooLarge | BodyTooLarge | NoRoute | ClientBodyError => {
-                Blame::Client
-            }
+            BadRequest | UriTooLong | HeadersTooLarge | BodyTooLarge | NoRoute
+            | ClientBodyError => Blame::Client,
             NoHealthyBackend | ConnectFailed | ConnectTimeout | UpstreamTls | UpstreamProtocol
             | UpstreamTimeout | RequestTimeout | RetryBudgetExhausted => Blame::Upstream,
             Internal => Blame::Internal,
@@ -109,14 +108,26 @@ mod tests {
 
     #[test]
     fn statuses_follow_kind() {
-        assert_eq!(ProxyError::new(ErrorKind::NoHealthyBackend, "").status(), 503);
+        assert_eq!(
+            ProxyError::new(ErrorKind::NoHealthyBackend, "").status(),
+            503
+        );
         assert_eq!(ProxyError::new(ErrorKind::ConnectFailed, "").status(), 502);
-        assert_eq!(ProxyError::new(ErrorKind::UpstreamTimeout, "").status(), 504);
+        assert_eq!(
+            ProxyError::new(ErrorKind::UpstreamTimeout, "").status(),
+            504
+        );
         assert_eq!(ProxyError::new(ErrorKind::BodyTooLarge, "").status(), 413);
         assert_eq!(ProxyError::new(ErrorKind::UriTooLong, "").status(), 414);
-        assert_eq!(ProxyError::new(ErrorKind::HeadersTooLarge, "").status(), 431);
+        assert_eq!(
+            ProxyError::new(ErrorKind::HeadersTooLarge, "").status(),
+            431
+        );
         assert!(ProxyError::new(ErrorKind::ConnectFailed, "").nothing_sent());
         assert!(!ProxyError::new(ErrorKind::UpstreamTimeout, "").nothing_sent());
-        assert_eq!(ProxyError::new(ErrorKind::BadRequest, "").blame(), Blame::Client);
+        assert_eq!(
+            ProxyError::new(ErrorKind::BadRequest, "").blame(),
+            Blame::Client
+        );
     }
 }

@@ -76,9 +76,19 @@ pub fn add_forwarding(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: 
         if let Ok(v) = HeaderValue::from_str(h) {
             headers.insert(&X_FORWARDED_HOST, v);
         }
-        if h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+        if h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        {
             element.push_str(";host=");
             element.push_str(h);
+        } else if h
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        {
+            // A port or an IPv6 literal is not a token (RFC 7239 §4): quote it.
+            element.push_str(";host=\"");
+            element.push_str(h);
+            element.push('"');
         }
     }
     let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
@@ -131,6 +141,16 @@ pub fn framing_problem(headers: &HeaderMap) -> Option<&'static str> {
     None
 }
 
+/// Size of an HTTP/1.1 request head as sent: request line, header lines and the blank line.
+pub fn head_size(method: &http::Method, uri_len: usize, headers: &HeaderMap) -> usize {
+    let line = method.as_str().len() + 1 + uri_len.max(1) + " HTTP/1.1\r\n".len();
+    let fields: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    line + fields + 2
+}
+
 /// Declared body length, if any (after [`framing_problem`] passed).
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
@@ -148,7 +168,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
@@ -180,8 +203,16 @@ mod tests {
 
     #[test]
     fn forwarding_appends() {
-        let mut h = map(&[("x-forwarded-for", "203.0.113.9"), ("forwarded", "for=203.0.113.9")]);
-        add_forwarding(&mut h, "2001:db8::1".parse().unwrap(), true, Some("api.example.com"));
+        let mut h = map(&[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("forwarded", "for=203.0.113.9"),
+        ]);
+        add_forwarding(
+            &mut h,
+            "2001:db8::1".parse().unwrap(),
+            true,
+            Some("api.example.com"),
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "api.example.com");
@@ -193,13 +224,23 @@ mod tests {
 
     #[test]
     fn framing_checks() {
-        assert!(framing_problem(&map(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_some());
-        assert!(framing_problem(&map(&[("content-length", "5"), ("content-length", "6")])).is_some());
+        assert!(
+            framing_problem(&map(&[
+                ("content-length", "5"),
+                ("transfer-encoding", "chunked")
+            ]))
+            .is_some()
+        );
+        assert!(
+            framing_problem(&map(&[("content-length", "5"), ("content-length", "6")])).is_some()
+        );
         assert!(framing_problem(&map(&[("content-length", "-1")])).is_some());
         assert!(framing_problem(&map(&[("transfer-encoding", "gzip")])).is_some());
         assert!(framing_problem(&map(&[("transfer-encoding", "chunked, chunked")])).is_some());
         assert!(framing_problem(&map(&[("transfer-encoding", "gzip, chunked")])).is_none());
-        assert!(framing_problem(&map(&[("content-length", "5"), ("content-length", "5")])).is_none());
+        assert!(
+            framing_problem(&map(&[("content-length", "5"), ("content-length", "5")])).is_none()
+        );
         assert_eq!(content_length(&map(&[("content-length", "42")])), Some(42));
     }
 }

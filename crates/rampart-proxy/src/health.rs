@@ -39,11 +39,20 @@ pub fn spawn_checks(shared: &Arc<Shared>, rt: &Arc<Runtime>) -> Vec<JoinHandle<(
     tasks
 }
 
-async fn run(shared: Arc<Shared>, rt: Arc<Runtime>, pool_index: usize, backend: usize, check: HealthCheck) {
+async fn run(
+    shared: Arc<Shared>,
+    rt: Arc<Runtime>,
+    pool_index: usize,
+    backend: usize,
+    check: HealthCheck,
+) {
     let pool = &rt.pools[pool_index];
     let endpoint = pool.endpoints[backend].clone();
     let b = &pool.config.backends[backend];
-    let labels = BackendLabels { pool: pool.config.name.clone(), backend: b.id.clone() };
+    let labels = BackendLabels {
+        pool: pool.config.name.clone(),
+        backend: b.id.clone(),
+    };
     // Spread the first checks over the interval so a big pool does not probe in lock-step.
     let jitter = check.interval.mul_f64(rand::random::<f64>() * 0.2);
     tokio::time::sleep(jitter).await;
@@ -51,7 +60,8 @@ async fn run(shared: Arc<Shared>, rt: Arc<Runtime>, pool_index: usize, backend: 
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let result = tokio::time::timeout(check.timeout, probe(&endpoint, &check, &b.authority())).await;
+        let result =
+            tokio::time::timeout(check.timeout, probe(&endpoint, &check, &b.authority())).await;
         let (ok, reason) = match result {
             Ok(Ok(())) => (true, String::new()),
             Ok(Err(e)) => (false, e),
@@ -66,9 +76,15 @@ async fn run(shared: Arc<Shared>, rt: Arc<Runtime>, pool_index: usize, backend: 
                 outcome: if ok { "success" } else { "failure" },
             })
             .inc();
-        let transition = pool.balancer.record_health_check(backend, ok, Instant::now());
+        let transition = pool
+            .balancer
+            .record_health_check(backend, ok, Instant::now());
         let healthy = pool.balancer.backend(backend).healthy;
-        shared.metrics.backend_healthy.get_or_create(&labels).set(i64::from(healthy));
+        shared
+            .metrics
+            .backend_healthy
+            .get_or_create(&labels)
+            .set(i64::from(healthy));
         match transition {
             Some(HealthTransition::WentDown) => {
                 tracing::warn!(pool = %labels.pool, backend = %labels.backend, reason = %reason, "backend went down")
@@ -85,8 +101,17 @@ async fn probe(endpoint: &Endpoint, check: &HealthCheck, authority: &str) -> Res
     let timeout = check.timeout;
     match &check.kind {
         HealthCheckKind::Tcp => endpoint.probe_connect(timeout).await.map_err(|e| e.detail),
-        HealthCheckKind::Http { method, path, host, expect_status, expect_body } => {
-            let sender = endpoint.checkout(timeout, true).await.map_err(|e| e.detail)?;
+        HealthCheckKind::Http {
+            method,
+            path,
+            host,
+            expect_status,
+            expect_body,
+        } => {
+            let sender = endpoint
+                .checkout(timeout, true)
+                .await
+                .map_err(|e| e.detail)?;
             let host = host.clone().unwrap_or_else(|| authority.to_string());
             let mut req = Request::builder()
                 .method(method.clone())
@@ -96,20 +121,29 @@ async fn probe(endpoint: &Endpoint, check: &HealthCheck, authority: &str) -> Res
             let resp = match sender {
                 Sender::H1(mut s) => {
                     *req.uri_mut() = path.parse().map_err(|_| "invalid check path".to_string())?;
-                    req.headers_mut().insert(header::HOST, host.parse().map_err(|_| "invalid check host".to_string())?);
-                    req.headers_mut().insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                    req.headers_mut().insert(
+                        header::HOST,
+                        host.parse().map_err(|_| "invalid check host".to_string())?,
+                    );
+                    req.headers_mut()
+                        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
                     s.send_request(req).await.map_err(|e| e.to_string())?
                 }
                 Sender::H2(mut s) => {
                     let scheme = if endpoint.is_tls() { "https" } else { "http" };
-                    *req.uri_mut() = format!("{scheme}://{host}{path}").parse().map_err(|_| "invalid check URL".to_string())?;
+                    *req.uri_mut() = format!("{scheme}://{host}{path}")
+                        .parse()
+                        .map_err(|_| "invalid check URL".to_string())?;
                     s.ready().await.map_err(|e| e.to_string())?;
                     s.send_request(req).await.map_err(|e| e.to_string())?
                 }
             };
             let status = resp.status().as_u16();
             if status < expect_status.0 || status > expect_status.1 {
-                return Err(format!("status {status} outside {}-{}", expect_status.0, expect_status.1));
+                return Err(format!(
+                    "status {status} outside {}-{}",
+                    expect_status.0, expect_status.1
+                ));
             }
             if let Some(expected) = expect_body {
                 let body = read_limited(resp.into_body()).await?;

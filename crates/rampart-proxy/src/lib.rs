@@ -121,16 +121,27 @@ pub struct Proxy {
 impl Proxy {
     /// Builds the first runtime, binds every listener and starts health checks.
     /// `config_path` is where reloads read from.
-    pub async fn start(snapshot: Snapshot, config_path: Option<PathBuf>, phases: Phases) -> Result<Arc<Proxy>, ReloadError> {
+    pub async fn start(
+        snapshot: Snapshot,
+        config_path: Option<PathBuf>,
+        phases: Phases,
+    ) -> Result<Arc<Proxy>, ReloadError> {
         let metrics = Metrics::new();
         let secret = match &snapshot.runtime.sticky_secret_file {
-            Some(path) => std::fs::read(path).map_err(|e| ReloadError::Files(vec![format!("cannot read sticky secret {}: {e}", path.display())]))?,
+            Some(path) => std::fs::read(path).map_err(|e| {
+                ReloadError::Files(vec![format!(
+                    "cannot read sticky secret {}: {e}",
+                    path.display()
+                )])
+            })?,
             None => rand::random::<[u8; 32]>().to_vec(),
         };
         let snapshot = Arc::new(snapshot);
         let registry = upstream::Registry::default();
-        let runtime = Runtime::build(snapshot.clone(), 1, None, &registry, &metrics).map_err(ReloadError::Files)?;
-        let access_log = build_access_log(&snapshot.observability.access_log, &metrics).map_err(|e| ReloadError::Files(vec![e]))?;
+        let runtime = Runtime::build(snapshot.clone(), 1, None, &registry, &metrics)
+            .map_err(ReloadError::Files)?;
+        let access_log = build_access_log(&snapshot.observability.access_log, &metrics)
+            .map_err(|e| ReloadError::Files(vec![e]))?;
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             metrics: metrics.clone(),
@@ -165,10 +176,21 @@ impl Proxy {
         }
         metrics.config_generation.set(1);
         if let Some(addr) = snapshot.observability.metrics_address {
-            let listener = server::bind(addr).map_err(|error| ReloadError::Bind { listener: "metrics".into(), address: addr, error })?;
-            *proxy.metrics_address.lock().unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
+            let listener = server::bind(addr).map_err(|error| ReloadError::Bind {
+                listener: "metrics".into(),
+                address: addr,
+                error,
+            })?;
+            *proxy
+                .metrics_address
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
             let task = tokio::spawn(metrics_server(listener, metrics.clone()));
-            proxy.background.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+            proxy
+                .background
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(task);
         }
         proxy.spawn_background();
         Ok(proxy)
@@ -192,11 +214,18 @@ impl Proxy {
 
     /// Bound address of a listener (useful with port 0).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.addresses.lock().unwrap_or_else(|p| p.into_inner()).get(name).copied()
+        self.addresses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .copied()
     }
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        *self.metrics_address.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .metrics_address
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Re-reads the config file and applies it.
@@ -211,15 +240,26 @@ impl Proxy {
     }
 
     fn note_reload(&self, outcome: &Result<u64, ReloadError>) {
-        let label = if outcome.is_ok() { "success" } else { "failure" };
-        self.shared.metrics.config_reloads.get_or_create(&metrics::OutcomeLabels { outcome: label }).inc();
+        let label = if outcome.is_ok() {
+            "success"
+        } else {
+            "failure"
+        };
+        self.shared
+            .metrics
+            .config_reloads
+            .get_or_create(&metrics::OutcomeLabels { outcome: label })
+            .inc();
         match outcome {
             Ok(generation) => tracing::info!(generation, "config reloaded"),
             Err(ReloadError::Invalid(errors)) => {
                 for e in errors.iter() {
                     tracing::error!(error = %e, "config rejected");
                 }
-                tracing::error!(count = errors.len(), "config reload rejected; the running config stays");
+                tracing::error!(
+                    count = errors.len(),
+                    "config reload rejected; the running config stays"
+                );
             }
             Err(e) => tracing::error!(error = %e, "config reload failed; the running config stays"),
         }
@@ -232,7 +272,13 @@ impl Proxy {
         let snapshot = Arc::new(snapshot);
         let previous = self.shared.runtime.load_full();
         let generation = control.generation + 1;
-        let next = match Runtime::build(snapshot.clone(), generation, Some(&previous), &self.shared.registry, &self.shared.metrics) {
+        let next = match Runtime::build(
+            snapshot.clone(),
+            generation,
+            Some(&previous),
+            &self.shared.registry,
+            &self.shared.metrics,
+        ) {
             Ok(rt) => rt,
             Err(errors) => {
                 control.last_failed_hash = Some(snapshot.source_hash);
@@ -252,7 +298,9 @@ impl Proxy {
         if snapshot.observability.metrics_address != previous.snapshot.observability.metrics_address
             || snapshot.runtime.threads != previous.snapshot.runtime.threads
         {
-            tracing::warn!("metrics_address and runtime.threads changes take effect after a restart");
+            tracing::warn!(
+                "metrics_address and runtime.threads changes take effect after a restart"
+            );
         }
         let next = Arc::new(next);
         self.shared.runtime.store(next.clone());
@@ -268,8 +316,16 @@ impl Proxy {
         Ok(generation)
     }
 
-    async fn reconcile_listeners(&self, control: &mut Control, snapshot: &Snapshot) -> Result<(), ReloadError> {
-        let wanted: HashMap<&str, SocketAddr> = snapshot.listeners.iter().map(|l| (l.name.as_str(), l.address)).collect();
+    async fn reconcile_listeners(
+        &self,
+        control: &mut Control,
+        snapshot: &Snapshot,
+    ) -> Result<(), ReloadError> {
+        let wanted: HashMap<&str, SocketAddr> = snapshot
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l.address))
+            .collect();
         // Stop listeners that are gone or moved, so their ports are free for new ones.
         let stale: Vec<String> = control
             .listeners
@@ -281,7 +337,10 @@ impl Proxy {
             if let Some(h) = control.listeners.remove(&name) {
                 let _ = h.stop.send(true);
                 let _ = h.task.await;
-                self.addresses.lock().unwrap_or_else(|p| p.into_inner()).remove(&name);
+                self.addresses
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name);
             }
         }
         for l in &snapshot.listeners {
@@ -304,8 +363,18 @@ impl Proxy {
                 self.tracker.clone(),
             ));
             tracing::info!(listener = %l.name, address = %bound, "listening");
-            self.addresses.lock().unwrap_or_else(|p| p.into_inner()).insert(l.name.clone(), bound);
-            control.listeners.insert(l.name.clone(), ListenerHandle { address: l.address, stop, task });
+            self.addresses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(l.name.clone(), bound);
+            control.listeners.insert(
+                l.name.clone(),
+                ListenerHandle {
+                    address: l.address,
+                    stop,
+                    task,
+                },
+            );
         }
         Ok(())
     }
@@ -360,12 +429,21 @@ impl Proxy {
                 let now = Instant::now();
                 for p in &rt.pools {
                     for (i, b) in p.config.backends.iter().enumerate() {
-                        let labels = metrics::BackendLabels { pool: p.config.name.clone(), backend: b.id.clone() };
+                        let labels = metrics::BackendLabels {
+                            pool: p.config.name.clone(),
+                            backend: b.id.clone(),
+                        };
                         let view = p.balancer.backend_at_time(i, now);
                         let m = &proxy.shared.metrics;
-                        m.backend_available.get_or_create(&labels).set(i64::from(p.balancer.is_available(i, now)));
-                        m.backend_healthy.get_or_create(&labels).set(i64::from(view.healthy));
-                        m.backend_outstanding.get_or_create(&labels).set(i64::from(view.outstanding));
+                        m.backend_available
+                            .get_or_create(&labels)
+                            .set(i64::from(p.balancer.is_available(i, now)));
+                        m.backend_healthy
+                            .get_or_create(&labels)
+                            .set(i64::from(view.healthy));
+                        m.backend_outstanding
+                            .get_or_create(&labels)
+                            .set(i64::from(view.outstanding));
                     }
                 }
             }
@@ -373,8 +451,12 @@ impl Proxy {
     }
 
     async fn check_config_file(&self) {
-        let Some(path) = &self.config_path else { return };
-        let Ok(text) = std::fs::read_to_string(path) else { return };
+        let Some(path) = &self.config_path else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
         let hash = {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -422,7 +504,9 @@ impl Proxy {
                                 AdminState::Drain => "drain",
                                 AdminState::Disabled => "disabled",
                             },
-                            ejected_for_ms: v.ejected_until.map(|t| t.saturating_duration_since(now).as_millis() as u64),
+                            ejected_for_ms: v
+                                .ejected_until
+                                .map(|t| t.saturating_duration_since(now).as_millis() as u64),
                             outstanding: v.outstanding,
                             ewma_latency_ms: v.ewma_latency.as_secs_f64() * 1000.0,
                             total_requests: v.total_requests,
@@ -436,10 +520,22 @@ impl Proxy {
     }
 
     /// Sets a backend's operator state (enable, drain, disable). The state survives reloads.
-    pub fn set_backend_state(&self, pool: &str, backend: &str, state: AdminState) -> Result<(), String> {
+    pub fn set_backend_state(
+        &self,
+        pool: &str,
+        backend: &str,
+        state: AdminState,
+    ) -> Result<(), String> {
         let rt = self.shared.runtime.load_full();
-        let p = rt.pools.iter().find(|p| p.config.name == pool).ok_or_else(|| format!("no pool named \"{pool}\""))?;
-        let i = p.balancer.find(backend).ok_or_else(|| format!("pool \"{pool}\" has no backend \"{backend}\""))?;
+        let p = rt
+            .pools
+            .iter()
+            .find(|p| p.config.name == pool)
+            .ok_or_else(|| format!("no pool named \"{pool}\""))?;
+        let i = p
+            .balancer
+            .find(backend)
+            .ok_or_else(|| format!("pool \"{pool}\" has no backend \"{backend}\""))?;
         p.balancer.set_admin_state(i, state);
         tracing::info!(pool, backend, state = ?state, "backend state changed");
         Ok(())
@@ -461,7 +557,12 @@ impl Proxy {
         }
         let _ = self.shutdown_tx.send(true);
         let _ = tokio::time::timeout(grace, self.tracker.drained()).await;
-        for t in self.background.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for t in self
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             t.abort();
         }
         self.tracker.active()
@@ -499,10 +600,15 @@ async fn metrics_server(listener: tokio::net::TcpListener, metrics: Arc<Metrics>
                 async move {
                     let resp = if req.uri().path() == "/metrics" {
                         http::Response::builder()
-                            .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                            .header(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
                             .body(Full::new(bytes::Bytes::from(metrics.encode())))
                     } else {
-                        http::Response::builder().status(404).body(Full::new(bytes::Bytes::from_static(b"not found\n")))
+                        http::Response::builder()
+                            .status(404)
+                            .body(Full::new(bytes::Bytes::from_static(b"not found\n")))
                     };
                     Ok::<_, http::Error>(resp.unwrap_or_default())
                 }

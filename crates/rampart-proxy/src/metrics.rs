@@ -109,25 +109,101 @@ impl Metrics {
             access_log_dropped: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("rampart_http_requests", "HTTP requests by route, pool, backend and status class", m.requests.clone());
-        registry.register("rampart_http_request_duration_seconds", "Time from request head to response head, per route and pool", m.request_duration.clone());
-        registry.register("rampart_upstream_response_duration_seconds", "Upstream time to response head, per backend", m.upstream_duration.clone());
-        registry.register("rampart_http_errors", "Requests answered by the proxy itself, by error kind", m.errors.clone());
-        registry.register("rampart_connections_active", "Open client connections per listener", m.connections_active.clone());
-        registry.register("rampart_connections", "Accepted client connections per listener", m.connections_total.clone());
-        registry.register("rampart_connections_rejected", "Client connections closed at accept because the listener was at max_connections", m.connections_rejected.clone());
-        registry.register("rampart_tls_handshakes", "Completed TLS handshakes per listener", m.tls_handshakes.clone());
-        registry.register("rampart_tls_handshake_errors", "Failed TLS handshakes per listener", m.tls_handshake_errors.clone());
-        registry.register("rampart_backend_healthy", "1 when active health checks consider the backend up", m.backend_healthy.clone());
-        registry.register("rampart_backend_available", "1 when the backend can take new requests (healthy, enabled, not ejected)", m.backend_available.clone());
-        registry.register("rampart_backend_outstanding_requests", "Requests in flight per backend", m.backend_outstanding.clone());
-        registry.register("rampart_health_checks", "Active health check results", m.health_checks.clone());
-        registry.register("rampart_upstream_retries", "Retries sent to a backend", m.retries.clone());
-        registry.register("rampart_outlier_ejections", "Passive outlier ejections", m.ejections.clone());
-        registry.register("rampart_config_generation", "Generation number of the running config", m.config_generation.clone());
-        registry.register("rampart_config_reloads", "Config reload attempts by outcome", m.config_reloads.clone());
-        registry.register("rampart_certificate_reloads", "Certificate file reloads by outcome", m.certificate_reloads.clone());
-        registry.register("rampart_access_log_dropped", "Access log lines dropped because the writer fell behind", m.access_log_dropped.clone());
+        registry.register(
+            "rampart_http_requests",
+            "HTTP requests by route, pool, backend and status class",
+            m.requests.clone(),
+        );
+        registry.register(
+            "rampart_http_request_duration_seconds",
+            "Time from request head to response head, per route and pool",
+            m.request_duration.clone(),
+        );
+        registry.register(
+            "rampart_upstream_response_duration_seconds",
+            "Upstream time to response head, per backend",
+            m.upstream_duration.clone(),
+        );
+        registry.register(
+            "rampart_http_errors",
+            "Requests answered by the proxy itself, by error kind",
+            m.errors.clone(),
+        );
+        registry.register(
+            "rampart_connections_active",
+            "Open client connections per listener",
+            m.connections_active.clone(),
+        );
+        registry.register(
+            "rampart_connections",
+            "Accepted client connections per listener",
+            m.connections_total.clone(),
+        );
+        registry.register(
+            "rampart_connections_rejected",
+            "Client connections closed at accept because the listener was at max_connections",
+            m.connections_rejected.clone(),
+        );
+        registry.register(
+            "rampart_tls_handshakes",
+            "Completed TLS handshakes per listener",
+            m.tls_handshakes.clone(),
+        );
+        registry.register(
+            "rampart_tls_handshake_errors",
+            "Failed TLS handshakes per listener",
+            m.tls_handshake_errors.clone(),
+        );
+        registry.register(
+            "rampart_backend_healthy",
+            "1 when active health checks consider the backend up",
+            m.backend_healthy.clone(),
+        );
+        registry.register(
+            "rampart_backend_available",
+            "1 when the backend can take new requests (healthy, enabled, not ejected)",
+            m.backend_available.clone(),
+        );
+        registry.register(
+            "rampart_backend_outstanding_requests",
+            "Requests in flight per backend",
+            m.backend_outstanding.clone(),
+        );
+        registry.register(
+            "rampart_health_checks",
+            "Active health check results",
+            m.health_checks.clone(),
+        );
+        registry.register(
+            "rampart_upstream_retries",
+            "Retries sent to a backend",
+            m.retries.clone(),
+        );
+        registry.register(
+            "rampart_outlier_ejections",
+            "Passive outlier ejections",
+            m.ejections.clone(),
+        );
+        registry.register(
+            "rampart_config_generation",
+            "Generation number of the running config",
+            m.config_generation.clone(),
+        );
+        registry.register(
+            "rampart_config_reloads",
+            "Config reload attempts by outcome",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "rampart_certificate_reloads",
+            "Certificate file reloads by outcome",
+            m.certificate_reloads.clone(),
+        );
+        registry.register(
+            "rampart_access_log_dropped",
+            "Access log lines dropped because the writer fell behind",
+            m.access_log_dropped.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use rampart_balance as balance;
 use rampart_config::{HashKey, SameSite, Sticky};
 
+use crate::Shared;
 use crate::accesslog::{AccessRecord, now_rfc3339};
 use crate::body::{BodyFinish, BodyTooLarge, RequestBody, ResponseBody};
 use crate::error::{ErrorKind, ProxyError};
@@ -25,7 +26,6 @@ use crate::phase::ConnInfo;
 use crate::router::{self, RouteInput};
 use crate::runtime::{PoolRuntime, Runtime};
 use crate::upstream::Sender;
-use crate::Shared;
 
 /// Generates request ids: a random per-process prefix and a counter.
 pub struct RequestIds {
@@ -68,11 +68,17 @@ struct Outcome {
 }
 
 /// Entry point: one request on one client connection.
-pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
     let rt = shared.runtime.load_full();
     let request_id = match req.headers().get(&headers::X_REQUEST_ID) {
-        Some(v) if headers::acceptable_request_id(v) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        Some(v) if headers::acceptable_request_id(v) => {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        }
         _ => shared.request_ids.next(),
     };
     let mut outcome = Outcome {
@@ -88,12 +94,20 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
         upstream_time: None,
         error: None,
     };
-    let listener_limits = rt.listeners.get(&*conn.listener).map(|l| l.config.limits.clone()).unwrap_or_default();
+    let listener_limits = rt
+        .listeners
+        .get(&*conn.listener)
+        .map(|l| l.config.limits.clone())
+        .unwrap_or_default();
     let total_timeout = listener_limits.request_timeout;
-    let result = tokio::time::timeout(total_timeout, proxy(&shared, &rt, &conn, req, &mut outcome)).await;
+    let result =
+        tokio::time::timeout(total_timeout, proxy(&shared, &rt, &conn, req, &mut outcome)).await;
     let result = match result {
         Ok(r) => r,
-        Err(_) => Err(ProxyError::new(ErrorKind::RequestTimeout, format!("no response within {total_timeout:?}"))),
+        Err(_) => Err(ProxyError::new(
+            ErrorKind::RequestTimeout,
+            format!("no response within {total_timeout:?}"),
+        )),
     };
     let mut response = match result {
         Ok(resp) => resp,
@@ -102,7 +116,10 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
             shared
                 .metrics
                 .errors
-                .get_or_create(&ErrorLabels { listener: conn.listener.to_string(), kind: e.label() })
+                .get_or_create(&ErrorLabels {
+                    listener: conn.listener.to_string(),
+                    kind: e.label(),
+                })
                 .inc();
             tracing::debug!(request_id = %outcome.request_id, error = %e, "request failed");
             error_response(&e)
@@ -117,11 +134,18 @@ pub async fn handle(shared: Arc<Shared>, conn: Arc<ConnInfo>, req: Request<Incom
 
 fn error_response(e: &ProxyError) -> Response<ResponseBody> {
     let status = e.status();
-    let body = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let body = format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
     let mut resp = Response::new(ResponseBody::local(Bytes::from(body), None));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::SERVICE_UNAVAILABLE {
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -165,22 +189,30 @@ impl BodyFinish for LogOnFinish {
 /// Returns the upstream connection to its pool and ends the in-flight count when the response
 /// body is done; then runs the next finisher (the access log).
 struct UpstreamFinish {
-    sender: Option<(Arc<crate::upstream::Endpoint>, hyper::client::conn::http1::SendRequest<RequestBody>)>,
+    sender: Option<(
+        Arc<crate::upstream::Endpoint>,
+        hyper::client::conn::http1::SendRequest<RequestBody>,
+    )>,
     _in_flight: balance::InFlight,
 }
 
 impl BodyFinish for UpstreamFinish {
     fn finish(self: Box<Self>, bytes: u64, complete: bool) {
         let _ = bytes;
-        if complete {
-            if let Some((endpoint, sender)) = self.sender {
-                endpoint.checkin(sender);
-            }
+        if complete && let Some((endpoint, sender)) = self.sender {
+            endpoint.checkin(sender);
         }
     }
 }
 
-fn attach_log(shared: &Arc<Shared>, rt: &Runtime, conn: &ConnInfo, o: Outcome, mut response: Response<ResponseBody>, start: Instant) -> Response<ResponseBody> {
+fn attach_log(
+    shared: &Arc<Shared>,
+    rt: &Runtime,
+    conn: &ConnInfo,
+    o: Outcome,
+    mut response: Response<ResponseBody>,
+    start: Instant,
+) -> Response<ResponseBody> {
     let logger = shared.access_log.load();
     if !logger.enabled() {
         return response;
@@ -215,37 +247,77 @@ fn attach_log(shared: &Arc<Shared>, rt: &Runtime, conn: &ConnInfo, o: Outcome, m
         upstream_ms: o.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
         error: o.error,
     };
-    let finisher = Box::new(LogOnFinish { shared: shared.clone(), record, start });
+    let finisher = Box::new(LogOnFinish {
+        shared: shared.clone(),
+        record,
+        start,
+    });
     response.body_mut().chain_finish(finisher);
     response
 }
 
-async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, req: Request<Incoming>, outcome: &mut Outcome) -> Result<Response<ResponseBody>, ProxyError> {
+async fn proxy(
+    shared: &Arc<Shared>,
+    rt: &Arc<Runtime>,
+    conn: &Arc<ConnInfo>,
+    req: Request<Incoming>,
+    outcome: &mut Outcome,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
-    let limits = rt.listeners.get(&*conn.listener).map(|l| l.config.limits.clone()).unwrap_or_default();
+    let limits = rt
+        .listeners
+        .get(&*conn.listener)
+        .map(|l| l.config.limits.clone())
+        .unwrap_or_default();
 
     // Request guard: limits and framing.
     let uri_len = parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > limits.max_uri_bytes {
-        return Err(ProxyError::new(ErrorKind::UriTooLong, format!("URI of {uri_len} bytes")));
+        return Err(ProxyError::new(
+            ErrorKind::UriTooLong,
+            format!("URI of {uri_len} bytes"),
+        ));
     }
     if parts.headers.len() > limits.max_headers {
-        return Err(ProxyError::new(ErrorKind::HeadersTooLarge, format!("{} header fields", parts.headers.len())));
+        return Err(ProxyError::new(
+            ErrorKind::HeadersTooLarge,
+            format!("{} header fields", parts.headers.len()),
+        ));
+    }
+    // hyper's HTTP/1.1 buffer cannot go below 8 KiB, so smaller limits are checked here.
+    let head_len = headers::head_size(&parts.method, uri_len, &parts.headers);
+    if head_len > limits.max_header_bytes {
+        return Err(ProxyError::new(
+            ErrorKind::HeadersTooLarge,
+            format!("request head of {head_len} bytes"),
+        ));
     }
     if let Some(problem) = headers::framing_problem(&parts.headers) {
         return Err(ProxyError::new(ErrorKind::BadRequest, problem));
     }
     for guard in &shared.phases.request {
         if let Err(r) = guard.check(conn, &parts) {
-            let mut resp = Response::new(ResponseBody::local(format!("{} {}\n", r.status.as_u16(), r.status.canonical_reason().unwrap_or("")), None));
+            let mut resp = Response::new(ResponseBody::local(
+                format!(
+                    "{} {}\n",
+                    r.status.as_u16(),
+                    r.status.canonical_reason().unwrap_or("")
+                ),
+                None,
+            ));
             *resp.status_mut() = r.status;
             outcome.error = Some(r.reason);
             return Ok(resp);
         }
     }
     let host = router::request_host(&parts.uri, &parts.headers);
-    if host.is_none() && (parts.version == Version::HTTP_11 || parts.headers.contains_key(header::HOST)) {
-        return Err(ProxyError::new(ErrorKind::BadRequest, "missing or invalid Host"));
+    if host.is_none()
+        && (parts.version == Version::HTTP_11 || parts.headers.contains_key(header::HOST))
+    {
+        return Err(ProxyError::new(
+            ErrorKind::BadRequest,
+            "missing or invalid Host",
+        ));
     }
     let host = host.unwrap_or_default();
     outcome.host.clone_from(&host);
@@ -268,10 +340,13 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
     outcome.pool = Some(route.pool);
 
     let body_limit = route.max_body.unwrap_or(limits.max_body);
-    if let Some(len) = headers::content_length(&parts.headers) {
-        if len > body_limit {
-            return Err(ProxyError::new(ErrorKind::BodyTooLarge, format!("Content-Length {len} > {body_limit}")));
-        }
+    if let Some(len) = headers::content_length(&parts.headers)
+        && len > body_limit
+    {
+        return Err(ProxyError::new(
+            ErrorKind::BodyTooLarge,
+            format!("Content-Length {len} > {body_limit}"),
+        ));
     }
 
     // Prepare the upstream head once; retries reuse it.
@@ -285,34 +360,63 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
         .uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarding(&mut parts.headers, conn.client.ip(), conn.tls, original_authority.as_deref());
+    headers::add_forwarding(
+        &mut parts.headers,
+        conn.client.ip(),
+        conn.tls,
+        original_authority.as_deref(),
+    );
     if let Ok(v) = HeaderValue::from_str(&outcome.request_id) {
         parts.headers.insert(&headers::X_REQUEST_ID, v);
     }
-    if let Some(a) = &original_authority {
-        if let Ok(v) = HeaderValue::from_str(a) {
-            parts.headers.insert(header::HOST, v);
-        }
+    if let Some(a) = &original_authority
+        && let Ok(v) = HeaderValue::from_str(a)
+    {
+        parts.headers.insert(header::HOST, v);
     }
 
     let now = Instant::now();
     let (sticky_backend, affinity_key) = sticky_choice(shared, pool, conn.client.ip(), &parts, now);
-    let hash_key = pool.config.hash_key.as_ref().and_then(|k| hash_key_of(k, conn.client.ip(), &parts));
+    let hash_key = pool
+        .config
+        .hash_key
+        .as_ref()
+        .and_then(|k| hash_key_of(k, conn.client.ip(), &parts));
 
-    let idempotent = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE);
-    let mut body = Some(if body.is_end_stream() { RequestBody::empty() } else { RequestBody::new(body, body_limit) });
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    );
+    let mut body = Some(if body.is_end_stream() {
+        RequestBody::empty()
+    } else {
+        RequestBody::new(body, body_limit)
+    });
     let replayable = body.as_ref().is_some_and(|b| b.is_end_stream());
     let route_timeout = route.timeout;
 
     pool.retry_budget.record_request(now);
     let mut tried: Vec<usize> = Vec::new();
-    let max_attempts = if upgrade { 1 } else { pool.config.retries.attempts };
+    let max_attempts = if upgrade {
+        1
+    } else {
+        pool.config.retries.attempts
+    };
     let mut last_error: Option<ProxyError> = None;
+    // Set when a retry was already taken from the budget (retry on status).
+    let mut retry_reserved = false;
     for attempt in 0..max_attempts {
         let now = Instant::now();
-        if attempt > 0 && !pool.retry_budget.try_retry(now) {
+        if attempt > 0 && !std::mem::take(&mut retry_reserved) && !pool.retry_budget.try_retry(now)
+        {
             break;
         }
         let backend = if attempt == 0 {
@@ -331,7 +435,10 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
             shared
                 .metrics
                 .retries
-                .get_or_create(&BackendLabels { pool: pool.config.name.clone(), backend: pool.config.backends[backend].id.clone() })
+                .get_or_create(&BackendLabels {
+                    pool: pool.config.name.clone(),
+                    backend: pool.config.backends[backend].id.clone(),
+                })
                 .inc();
         }
         tried.push(backend);
@@ -341,7 +448,10 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
         let endpoint = &pool.endpoints[backend];
         let attempt_start = Instant::now();
 
-        let sender = match endpoint.checkout(pool.config.timeouts.connect, upgrade).await {
+        let sender = match endpoint
+            .checkout(pool.config.timeouts.connect, upgrade)
+            .await
+        {
             Ok(s) => s,
             Err(e) => {
                 record_outcome(shared, pool, backend, attempt_start.elapsed(), false);
@@ -352,7 +462,13 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
         let Some(this_body) = body.take() else {
             break;
         };
-        let upstream_req = build_upstream_request(&parts, this_body, endpoint.protocol(), endpoint.is_tls(), &pool.config.backends[backend]);
+        let upstream_req = build_upstream_request(
+            &parts,
+            this_body,
+            endpoint.protocol(),
+            endpoint.is_tls(),
+            &pool.config.backends[backend],
+        );
         let header_timeout = route_timeout.unwrap_or(pool.config.timeouts.response_header);
         let sent = send(sender, upstream_req, header_timeout).await;
         let latency = attempt_start.elapsed();
@@ -361,9 +477,21 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
                 let status = resp.status();
                 let retry_status = pool.config.retries.on_status.contains(&status.as_u16());
                 record_outcome(shared, pool, backend, latency, !status.is_server_error());
-                if retry_status && idempotent && replayable && attempt + 1 < max_attempts {
+                // Only drop this answer when a retry can really follow; otherwise the client
+                // gets the backend's own answer rather than a 502.
+                if retry_status
+                    && idempotent
+                    && replayable
+                    && attempt + 1 < max_attempts
+                    && has_untried_backend(pool, &tried, Instant::now())
+                    && pool.retry_budget.try_retry(Instant::now())
+                {
+                    retry_reserved = true;
                     body = Some(RequestBody::empty());
-                    last_error = Some(ProxyError::new(ErrorKind::UpstreamProtocol, format!("upstream answered {status}")));
+                    last_error = Some(ProxyError::new(
+                        ErrorKind::UpstreamProtocol,
+                        format!("upstream answered {status}"),
+                    ));
                     // Drop the response; its connection closes rather than draining an unread body.
                     continue;
                 }
@@ -387,7 +515,10 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
                     sender: h1_sender.map(|s| (endpoint.clone(), s)),
                     _in_flight: in_flight,
                 });
-                return Ok(Response::from_parts(resp_parts, ResponseBody::upstream(resp_body, Some(finish))));
+                return Ok(Response::from_parts(
+                    resp_parts,
+                    ResponseBody::upstream(resp_body, Some(finish)),
+                ));
             }
             Err(SendError { error, returned }) => {
                 record_outcome(shared, pool, backend, latency, false);
@@ -402,30 +533,69 @@ async fn proxy(shared: &Arc<Shared>, rt: &Arc<Runtime>, conn: &Arc<ConnInfo>, re
             }
         }
     }
-    Err(last_error.unwrap_or_else(|| ProxyError::new(ErrorKind::NoHealthyBackend, format!("pool \"{}\" has no available backend", pool.config.name))))
+    Err(last_error.unwrap_or_else(|| {
+        ProxyError::new(
+            ErrorKind::NoHealthyBackend,
+            format!("pool \"{}\" has no available backend", pool.config.name),
+        )
+    }))
+}
+
+/// Whether some backend not yet tried by this request could take a retry.
+fn has_untried_backend(pool: &PoolRuntime, tried: &[usize], now: Instant) -> bool {
+    (0..pool.balancer.len()).any(|i| {
+        !tried.contains(&i)
+            && pool.config.backends[i].weight > 0
+            && pool.balancer.is_available(i, now)
+    })
 }
 
 /// Feeds passive health (EWMA, outlier detection) and counts ejections it causes.
-fn record_outcome(shared: &Shared, pool: &PoolRuntime, backend: usize, latency: Duration, success: bool) {
+fn record_outcome(
+    shared: &Shared,
+    pool: &PoolRuntime,
+    backend: usize,
+    latency: Duration,
+    success: bool,
+) {
     let now = Instant::now();
     if success {
         pool.balancer.record_outcome(backend, latency, true, now);
         return;
     }
-    let was_ejected = pool.balancer.backend_at_time(backend, now).ejected_until.is_some();
+    let was_ejected = pool
+        .balancer
+        .backend_at_time(backend, now)
+        .ejected_until
+        .is_some();
     pool.balancer.record_outcome(backend, latency, false, now);
-    if !was_ejected && pool.balancer.backend_at_time(backend, now).ejected_until.is_some() {
+    if !was_ejected
+        && pool
+            .balancer
+            .backend_at_time(backend, now)
+            .ejected_until
+            .is_some()
+    {
         let id = &pool.config.backends[backend].id;
         tracing::warn!(pool = %pool.config.name, backend = %id, "backend ejected after consecutive failures");
         shared
             .metrics
             .ejections
-            .get_or_create(&BackendLabels { pool: pool.config.name.clone(), backend: id.clone() })
+            .get_or_create(&BackendLabels {
+                pool: pool.config.name.clone(),
+                backend: id.clone(),
+            })
             .inc();
     }
 }
 
-fn build_upstream_request(parts: &http::request::Parts, body: RequestBody, protocol: crate::upstream::Protocol, tls: bool, backend: &rampart_config::Backend) -> Request<RequestBody> {
+fn build_upstream_request(
+    parts: &http::request::Parts,
+    body: RequestBody,
+    protocol: crate::upstream::Protocol,
+    tls: bool,
+    backend: &rampart_config::Backend,
+) -> Request<RequestBody> {
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
@@ -433,7 +603,8 @@ fn build_upstream_request(parts: &http::request::Parts, body: RequestBody, proto
     match protocol {
         crate::upstream::Protocol::Http1 => {
             *req.version_mut() = Version::HTTP_11;
-            *req.uri_mut() = Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
+            *req.uri_mut() =
+                Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
         }
         crate::upstream::Protocol::Http2 => {
             *req.version_mut() = Version::HTTP_2;
@@ -444,7 +615,8 @@ fn build_upstream_request(parts: &http::request::Parts, body: RequestBody, proto
                 .map(str::to_string)
                 .unwrap_or_else(|| backend.authority());
             let scheme = if tls { "https" } else { "http" };
-            *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path_and_query}")).unwrap_or_else(|_| Uri::from_static("/"));
+            *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path_and_query}"))
+                .unwrap_or_else(|_| Uri::from_static("/"));
             req.headers_mut().remove(header::HOST);
         }
     }
@@ -457,32 +629,60 @@ struct SendError {
     returned: Option<RequestBody>,
 }
 
-type SentResponse = (Response<Incoming>, Option<hyper::client::conn::http1::SendRequest<RequestBody>>);
+type SentResponse = (
+    Response<Incoming>,
+    Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
+);
 
-async fn send(sender: Sender, req: Request<RequestBody>, header_timeout: Duration) -> Result<SentResponse, SendError> {
+async fn send(
+    sender: Sender,
+    req: Request<RequestBody>,
+    header_timeout: Duration,
+) -> Result<SentResponse, SendError> {
     match sender {
         Sender::H1(mut s) => {
             let fut = s.try_send_request(req);
             match tokio::time::timeout(header_timeout, fut).await {
-                Err(_) => Err(SendError { error: ProxyError::new(ErrorKind::UpstreamTimeout, format!("no response head within {header_timeout:?}")), returned: None }),
+                Err(_) => Err(SendError {
+                    error: ProxyError::new(
+                        ErrorKind::UpstreamTimeout,
+                        format!("no response head within {header_timeout:?}"),
+                    ),
+                    returned: None,
+                }),
                 Ok(Ok(resp)) => Ok((resp, Some(s))),
                 Ok(Err(mut e)) => {
                     let returned = e.take_message().map(|r| r.into_body());
-                    Err(SendError { error: classify(e.into_error(), returned.is_some()), returned })
+                    Err(SendError {
+                        error: classify(e.into_error(), returned.is_some()),
+                        returned,
+                    })
                 }
             }
         }
         Sender::H2(mut s) => {
             if s.ready().await.is_err() {
-                return Err(SendError { error: ProxyError::new(ErrorKind::ConnectFailed, "HTTP/2 connection closed"), returned: Some(req.into_body()) });
+                return Err(SendError {
+                    error: ProxyError::new(ErrorKind::ConnectFailed, "HTTP/2 connection closed"),
+                    returned: Some(req.into_body()),
+                });
             }
             let fut = s.try_send_request(req);
             match tokio::time::timeout(header_timeout, fut).await {
-                Err(_) => Err(SendError { error: ProxyError::new(ErrorKind::UpstreamTimeout, format!("no response head within {header_timeout:?}")), returned: None }),
+                Err(_) => Err(SendError {
+                    error: ProxyError::new(
+                        ErrorKind::UpstreamTimeout,
+                        format!("no response head within {header_timeout:?}"),
+                    ),
+                    returned: None,
+                }),
                 Ok(Ok(resp)) => Ok((resp, None)),
                 Ok(Err(mut e)) => {
                     let returned = e.take_message().map(|r| r.into_body());
-                    Err(SendError { error: classify(e.into_error(), returned.is_some()), returned })
+                    Err(SendError {
+                        error: classify(e.into_error(), returned.is_some()),
+                        returned,
+                    })
                 }
             }
         }
@@ -498,7 +698,10 @@ fn classify(e: hyper::Error, not_sent: bool) -> ProxyError {
         source = s.source();
     }
     if not_sent {
-        return ProxyError::new(ErrorKind::ConnectFailed, format!("connection unusable: {e}"));
+        return ProxyError::new(
+            ErrorKind::ConnectFailed,
+            format!("connection unusable: {e}"),
+        );
     }
     if e.is_user() {
         return ProxyError::new(ErrorKind::ClientBodyError, format!("client body: {e}"));
@@ -518,7 +721,13 @@ async fn bridge_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgr
 
 /// The backend an existing sticky session points to (if still usable) and the affinity key for
 /// source-IP / header persistence.
-fn sticky_choice(shared: &Shared, pool: &PoolRuntime, client: IpAddr, parts: &http::request::Parts, now: Instant) -> (Option<usize>, Option<u64>) {
+fn sticky_choice(
+    shared: &Shared,
+    pool: &PoolRuntime,
+    client: IpAddr,
+    parts: &http::request::Parts,
+    now: Instant,
+) -> (Option<usize>, Option<u64>) {
     match &pool.config.sticky {
         None => (None, None),
         Some(Sticky::Cookie { name, .. }) => {
@@ -529,7 +738,13 @@ fn sticky_choice(shared: &Shared, pool: &PoolRuntime, client: IpAddr, parts: &ht
             (backend, None)
         }
         Some(Sticky::SourceIp) => (None, Some(ip_hash(client))),
-        Some(Sticky::Header(name)) => (None, parts.headers.get(name).map(|v| balance::hash_bytes(v.as_bytes()))),
+        Some(Sticky::Header(name)) => (
+            None,
+            parts
+                .headers
+                .get(name)
+                .map(|v| balance::hash_bytes(v.as_bytes())),
+        ),
     }
 }
 
@@ -544,10 +759,18 @@ fn ip_hash(ip: IpAddr) -> u64 {
 /// available, and only the keys of a failed backend move.
 fn affinity_pick(pool: &PoolRuntime, key: u64, exclude: &[usize], now: Instant) -> Option<usize> {
     let mut best: Option<(u64, usize)> = None;
-    let any_primary = (0..pool.balancer.len()).any(|i| !pool.config.backends[i].backup && pool.balancer.is_available(i, now) && !exclude.contains(&i));
+    let any_primary = (0..pool.balancer.len()).any(|i| {
+        !pool.config.backends[i].backup
+            && pool.balancer.is_available(i, now)
+            && !exclude.contains(&i)
+    });
     for i in 0..pool.balancer.len() {
         let b = &pool.config.backends[i];
-        if b.backup == any_primary || b.weight == 0 || exclude.contains(&i) || !pool.balancer.is_available(i, now) {
+        if b.backup == any_primary
+            || b.weight == 0
+            || exclude.contains(&i)
+            || !pool.balancer.is_available(i, now)
+        {
             continue;
         }
         let score = mix(key ^ pool.id_hashes[i]);
@@ -568,8 +791,13 @@ fn mix(mut x: u64) -> u64 {
 fn hash_key_of(key: &HashKey, client: IpAddr, parts: &http::request::Parts) -> Option<u64> {
     match key {
         HashKey::ClientIp => Some(ip_hash(client)),
-        HashKey::Header(name) => parts.headers.get(name).map(|v| balance::hash_bytes(v.as_bytes())),
-        HashKey::Cookie(name) => cookie_value(&parts.headers, name).map(|v| balance::hash_bytes(v.as_bytes())),
+        HashKey::Header(name) => parts
+            .headers
+            .get(name)
+            .map(|v| balance::hash_bytes(v.as_bytes())),
+        HashKey::Cookie(name) => {
+            cookie_value(&parts.headers, name).map(|v| balance::hash_bytes(v.as_bytes()))
+        }
         HashKey::Path => Some(balance::hash_bytes(parts.uri.path().as_bytes())),
     }
 }
@@ -587,14 +815,29 @@ pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a 
 }
 
 /// A Set-Cookie for cookie stickiness when the client has no valid cookie for `backend`.
-fn sticky_cookie(shared: &Shared, pool: &PoolRuntime, backend: usize, current: Option<usize>) -> Option<HeaderValue> {
-    let Some(Sticky::Cookie { name, ttl, secure, http_only, same_site, path }) = &pool.config.sticky else {
+fn sticky_cookie(
+    shared: &Shared,
+    pool: &PoolRuntime,
+    backend: usize,
+    current: Option<usize>,
+) -> Option<HeaderValue> {
+    let Some(Sticky::Cookie {
+        name,
+        ttl,
+        secure,
+        http_only,
+        same_site,
+        path,
+    }) = &pool.config.sticky
+    else {
         return None;
     };
     if current == Some(backend) {
         return None;
     }
-    let value = shared.sticky.sign(&pool.config.name, &pool.config.backends[backend].id);
+    let value = shared
+        .sticky
+        .sign(&pool.config.name, &pool.config.backends[backend].id);
     let mut cookie = format!("{name}={value}; Path={path}");
     if let Some(ttl) = ttl {
         cookie.push_str(&format!("; Max-Age={}", ttl.as_secs()));

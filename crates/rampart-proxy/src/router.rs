@@ -55,7 +55,12 @@ fn matches(route: &Route, input: &RouteInput<'_>) -> bool {
 /// anything below it.
 fn path_has_prefix(path: &str, prefix: &str) -> bool {
     match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'),
+        Some(rest) => {
+            prefix.ends_with('/')
+                || rest.is_empty()
+                || rest.starts_with('/')
+                || rest.starts_with('?')
+        }
         None => false,
     }
 }
@@ -63,7 +68,9 @@ fn path_has_prefix(path: &str, prefix: &str) -> bool {
 pub fn host_matches(pattern: &HostPattern, host: &str) -> bool {
     match pattern {
         HostPattern::Exact(e) => e == host,
-        HostPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix.as_str()),
+        HostPattern::Wildcard(suffix) => {
+            host.len() > suffix.len() && host.ends_with(suffix.as_str())
+        }
     }
 }
 
@@ -119,38 +126,79 @@ name = "fallback"
 pool = "p"
 listeners = ["other"]
 "#;
-        rampart_config::load_str(text, "t", Path::new(".")).unwrap().routes
+        rampart_config::load_str(text, "t", Path::new("."))
+            .unwrap()
+            .routes
     }
 
-    fn pick(listener: &str, host: &str, path: &str, method: Method, headers: &[(&str, &str)]) -> Option<String> {
+    fn pick(
+        listener: &str,
+        host: &str,
+        path: &str,
+        method: Method,
+        headers: &[(&str, &str)],
+    ) -> Option<String> {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
-            map.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         let rs = routes();
-        let input = RouteInput { listener, host, path, method: &method, headers: &map };
+        let input = RouteInput {
+            listener,
+            host,
+            path,
+            method: &method,
+            headers: &map,
+        };
         select(&rs, &input).map(|i| rs[i].name.clone())
     }
 
     #[test]
     fn selects_in_order() {
-        assert_eq!(pick("web", "api.example.com", "/exact", Method::GET, &[]).as_deref(), Some("exact"));
-        assert_eq!(pick("web", "api.example.com", "/v1/x", Method::GET, &[]).as_deref(), Some("wild"));
-        assert_eq!(pick("web", "a.b.example.com", "/v1", Method::GET, &[]).as_deref(), Some("wild"));
+        assert_eq!(
+            pick("web", "api.example.com", "/exact", Method::GET, &[]).as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            pick("web", "api.example.com", "/v1/x", Method::GET, &[]).as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            pick("web", "a.b.example.com", "/v1", Method::GET, &[]).as_deref(),
+            Some("wild")
+        );
         assert_eq!(pick("web", "example.com", "/v1", Method::GET, &[]), None);
         assert_eq!(pick("web", "x.example.com", "/v10", Method::GET, &[]), None);
-        assert_eq!(pick("web", "h", "/items/12", Method::GET, &[]).as_deref(), Some("regex"));
+        assert_eq!(
+            pick("web", "h", "/items/12", Method::GET, &[]).as_deref(),
+            Some("regex")
+        );
         assert_eq!(pick("web", "h", "/items/12", Method::POST, &[]), None);
-        assert_eq!(pick("web", "h", "/z", Method::GET, &[("x-env", "canary")]).as_deref(), Some("header"));
-        assert_eq!(pick("other", "h", "/z", Method::GET, &[("x-env", "canary")]).as_deref(), Some("fallback"));
+        assert_eq!(
+            pick("web", "h", "/z", Method::GET, &[("x-env", "canary")]).as_deref(),
+            Some("header")
+        );
+        assert_eq!(
+            pick("other", "h", "/z", Method::GET, &[("x-env", "canary")]).as_deref(),
+            Some("fallback")
+        );
     }
 
     #[test]
     fn host_extraction() {
         let mut h = HeaderMap::new();
         h.insert("host", "API.Example.com:8080".parse().unwrap());
-        assert_eq!(request_host(&"/x".parse().unwrap(), &h).as_deref(), Some("api.example.com"));
-        assert_eq!(request_host(&"https://b.example/x".parse().unwrap(), &h).as_deref(), Some("b.example"));
+        assert_eq!(
+            request_host(&"/x".parse().unwrap(), &h).as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            request_host(&"https://b.example/x".parse().unwrap(), &h).as_deref(),
+            Some("b.example")
+        );
         h.insert("host", "bad host".parse().unwrap());
         assert_eq!(request_host(&"/x".parse().unwrap(), &h), None);
     }

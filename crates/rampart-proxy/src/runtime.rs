@@ -39,20 +39,33 @@ impl RouteMetrics {
             CLASSES.map(|class| {
                 metrics
                     .requests
-                    .get_or_create(&RequestLabels { route: route.to_string(), pool: pool.to_string(), backend: backend.to_string(), class })
+                    .get_or_create(&RequestLabels {
+                        route: route.to_string(),
+                        pool: pool.to_string(),
+                        backend: backend.to_string(),
+                        class,
+                    })
                     .clone()
             })
         };
         let mut counters: Vec<[Counter; 5]> = backends.iter().map(|b| row(b)).collect();
         counters.push(row(""));
         RouteMetrics {
-            duration: metrics.request_duration.get_or_create(&RouteLabels { route: route.to_string(), pool: pool.to_string() }).clone(),
+            duration: metrics
+                .request_duration
+                .get_or_create(&RouteLabels {
+                    route: route.to_string(),
+                    pool: pool.to_string(),
+                })
+                .clone(),
             counters,
         }
     }
 
     pub fn count(&self, backend: Option<usize>, status: u16) {
-        let row = backend.unwrap_or(self.counters.len() - 1).min(self.counters.len() - 1);
+        let row = backend
+            .unwrap_or(self.counters.len() - 1)
+            .min(self.counters.len() - 1);
         self.counters[row][class_index(status)].inc();
     }
 }
@@ -144,7 +157,9 @@ impl Runtime {
                 slow_start: p.slow_start,
             };
             let balancer = balance::Pool::new(spec, now);
-            if let Some(old) = previous.and_then(|r| r.pools.iter().find(|o| o.config.name == p.name)) {
+            if let Some(old) =
+                previous.and_then(|r| r.pools.iter().find(|o| o.config.name == p.name))
+            {
                 balancer.inherit_state(&old.balancer);
             }
             let endpoints = p
@@ -167,11 +182,23 @@ impl Runtime {
             let upstream_duration = p
                 .backends
                 .iter()
-                .map(|b| metrics.upstream_duration.get_or_create(&BackendLabels { pool: p.name.clone(), backend: b.id.clone() }).clone())
+                .map(|b| {
+                    metrics
+                        .upstream_duration
+                        .get_or_create(&BackendLabels {
+                            pool: p.name.clone(),
+                            backend: b.id.clone(),
+                        })
+                        .clone()
+                })
                 .collect();
             pools.push(PoolRuntime {
                 upstream_duration,
-                id_hashes: p.backends.iter().map(|b| balance::hash_bytes(b.id.as_bytes())).collect(),
+                id_hashes: p
+                    .backends
+                    .iter()
+                    .map(|b| balance::hash_bytes(b.id.as_bytes()))
+                    .collect(),
                 retry_budget: RetryBudget::new(p.retries.budget_percent, p.retries.min_per_second),
                 config: p.clone(),
                 balancer,
@@ -191,7 +218,13 @@ impl Runtime {
                     }
                 },
             };
-            listeners.insert(l.name.clone(), ListenerRuntime { config: l.clone(), tls });
+            listeners.insert(
+                l.name.clone(),
+                ListenerRuntime {
+                    config: l.clone(),
+                    tls,
+                },
+            );
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -217,11 +250,17 @@ impl Runtime {
 
     /// Every endpoint in use, to prune the registry after a swap.
     pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
-        self.pools.iter().flat_map(|p| p.endpoints.iter().cloned()).collect()
+        self.pools
+            .iter()
+            .flat_map(|p| p.endpoints.iter().cloned())
+            .collect()
     }
 }
 
-fn listener_tls(snapshot: &Snapshot, t: &config::ListenerTls) -> Result<ListenerTlsRuntime, String> {
+fn listener_tls(
+    snapshot: &Snapshot,
+    t: &config::ListenerTls,
+) -> Result<ListenerTlsRuntime, String> {
     let specs: Vec<CertSpec> = t
         .certificates
         .iter()
@@ -233,10 +272,15 @@ fn listener_tls(snapshot: &Snapshot, t: &config::ListenerTls) -> Result<Listener
             server_names: c.server_names.clone(),
         })
         .collect();
-    let store = CertStore::load(&specs, t.default_certificate.as_deref()).map_err(|e| e.to_string())?;
+    let store =
+        CertStore::load(&specs, t.default_certificate.as_deref()).map_err(|e| e.to_string())?;
     let client_auth = match (t.client_auth, &t.client_ca) {
-        (config::ClientAuthMode::Optional, Some(ca)) => ClientAuth::Optional { ca_path: ca.clone() },
-        (config::ClientAuthMode::Required, Some(ca)) => ClientAuth::Required { ca_path: ca.clone() },
+        (config::ClientAuthMode::Optional, Some(ca)) => ClientAuth::Optional {
+            ca_path: ca.clone(),
+        },
+        (config::ClientAuthMode::Required, Some(ca)) => ClientAuth::Required {
+            ca_path: ca.clone(),
+        },
         _ => ClientAuth::None,
     };
     let spec = ServerTlsSpec {
@@ -269,11 +313,17 @@ fn upstream_tls(pool: &config::Pool, t: &config::UpstreamTls) -> Result<Upstream
         .clone()
         .or_else(|| pool.backends.first().map(|b| b.host.clone()))
         .unwrap_or_default();
-    let server_name = ServerName::try_from(name.clone()).map_err(|_| format!("invalid TLS server name \"{name}\""))?;
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|_| format!("invalid TLS server name \"{name}\""))?;
     Ok(UpstreamTlsTarget {
         config,
         server_name,
-        identity: format!("{name}|{:?}|{}|{:?}", t.ca, t.verify, t.client_cert.is_some()),
+        identity: format!(
+            "{name}|{:?}|{}|{:?}",
+            t.ca,
+            t.verify,
+            t.client_cert.is_some()
+        ),
     })
 }
 

@@ -19,7 +19,11 @@ use crate::phase::ConnInfo;
 
 /// Binds a listening socket with a deep backlog and SO_REUSEADDR.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
@@ -68,7 +72,9 @@ impl Drop for ConnGuard {
         self.shared
             .metrics
             .connections_active
-            .get_or_create(&ListenerLabels { listener: self.listener.to_string() })
+            .get_or_create(&ListenerLabels {
+                listener: self.listener.to_string(),
+            })
             .dec();
         if self.tracker.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.tracker.idle.notify_waiters();
@@ -87,8 +93,12 @@ pub async fn accept_loop(
     tracker: Arc<ConnTracker>,
 ) {
     let per_listener = Arc::new(AtomicUsize::new(0));
-    let labels = ListenerLabels { listener: name.to_string() };
-    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let labels = ListenerLabels {
+        listener: name.to_string(),
+    };
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -109,7 +119,11 @@ pub async fn accept_loop(
         };
         let limits = lrt.config.limits.clone();
         if per_listener.load(Ordering::Acquire) >= limits.max_connections {
-            shared.metrics.connections_rejected.get_or_create(&labels).inc();
+            shared
+                .metrics
+                .connections_rejected
+                .get_or_create(&labels)
+                .inc();
             continue;
         }
         let info = Arc::new(ConnInfo {
@@ -119,14 +133,27 @@ pub async fn accept_loop(
             local,
             tls: lrt.tls.is_some(),
         });
-        if shared.phases.connection.iter().any(|g| g.check(&info).is_err()) {
+        if shared
+            .phases
+            .connection
+            .iter()
+            .any(|g| g.check(&info).is_err())
+        {
             continue;
         }
         let _ = stream.set_nodelay(true);
         per_listener.fetch_add(1, Ordering::AcqRel);
         tracker.active.fetch_add(1, Ordering::AcqRel);
-        shared.metrics.connections_total.get_or_create(&labels).inc();
-        shared.metrics.connections_active.get_or_create(&labels).inc();
+        shared
+            .metrics
+            .connections_total
+            .get_or_create(&labels)
+            .inc();
+        shared
+            .metrics
+            .connections_active
+            .get_or_create(&labels)
+            .inc();
         let guard = ConnGuard {
             tracker: tracker.clone(),
             per_listener: per_listener.clone(),
@@ -167,28 +194,51 @@ async fn serve_connection(
             serve_io(shared, info, TokioIo::new(stream), &limits, mode, shutdown).await
         }
         Some(acceptor) => {
-            let labels = ListenerLabels { listener: info.listener.to_string() };
-            let tls = match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    shared.metrics.tls_handshake_errors.get_or_create(&labels).inc();
-                    tracing::debug!(client = %info.client, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    shared.metrics.tls_handshake_errors.get_or_create(&labels).inc();
-                    return;
-                }
+            let labels = ListenerLabels {
+                listener: info.listener.to_string(),
             };
+            let tls =
+                match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        shared
+                            .metrics
+                            .tls_handshake_errors
+                            .get_or_create(&labels)
+                            .inc();
+                        tracing::debug!(client = %info.client, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        shared
+                            .metrics
+                            .tls_handshake_errors
+                            .get_or_create(&labels)
+                            .inc();
+                        return;
+                    }
+                };
             shared.metrics.tls_handshakes.get_or_create(&labels).inc();
-            let mode = if tls.get_ref().1.alpn_protocol() == Some(b"h2") { Mode::Http2 } else { Mode::Http1 };
+            let mode = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                Mode::Http2
+            } else {
+                Mode::Http1
+            };
             serve_io(shared, info, TokioIo::new(tls), &limits, mode, shutdown).await
         }
     }
 }
 
-async fn serve_io<I>(shared: Arc<Shared>, info: Arc<ConnInfo>, io: TokioIo<I>, limits: &ListenerLimits, mode: Mode, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_io<I>(
+    shared: Arc<Shared>,
+    info: Arc<ConnInfo>,
+    io: TokioIo<I>,
+    limits: &ListenerLimits,
+    mode: Mode,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -206,26 +256,42 @@ where
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
-    let builder = match mode {
-        Mode::Auto => builder,
-        Mode::Http1 => builder.http1_only(),
-        Mode::Http2 => builder.http2_only(),
-    };
     let service = service_fn(move |req| crate::proxy::handle(shared.clone(), info.clone(), req));
-    let conn = builder.serve_connection_with_upgrades(io, service);
-    tokio::pin!(conn);
-    if *shutdown.borrow() {
-        conn.as_mut().graceful_shutdown();
-    }
-    tokio::select! {
-        res = conn.as_mut() => {
-            if let Err(e) = res {
-                tracing::trace!(error = %e, "client connection ended with an error");
+    macro_rules! drive {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            if *shutdown.borrow() {
+                conn.as_mut().graceful_shutdown();
             }
-            return;
-        }
-        _ = shutdown.changed() => {}
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::trace!(error = %e, "client connection ended with an error");
+                    }
+                    return;
+                }
+                _ = shutdown.changed() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }};
     }
-    conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+    match mode {
+        // The auto builder's upgrade-capable connection ignores `http1_only` and would still
+        // accept an HTTP/2 preface, so HTTP/1.1-only connections use hyper's HTTP/1.1 server.
+        Mode::Http1 => {
+            let mut h1 = hyper::server::conn::http1::Builder::new();
+            h1.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192))
+                .max_headers(limits.max_headers);
+            drive!(h1.serve_connection(io, service).with_upgrades())
+        }
+        Mode::Auto => drive!(builder.serve_connection_with_upgrades(io, service)),
+        Mode::Http2 => {
+            let builder = builder.http2_only();
+            drive!(builder.serve_connection_with_upgrades(io, service))
+        }
+    }
 }

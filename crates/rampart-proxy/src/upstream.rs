@@ -66,7 +66,11 @@ impl Endpoint {
     }
 
     /// A connection ready for a request. `fresh` skips the idle pool (upgrades).
-    pub async fn checkout(&self, connect_timeout: Duration, fresh: bool) -> Result<Sender, ProxyError> {
+    pub async fn checkout(
+        &self,
+        connect_timeout: Duration,
+        fresh: bool,
+    ) -> Result<Sender, ProxyError> {
         match self.protocol {
             Protocol::Http1 => {
                 if !fresh {
@@ -79,7 +83,10 @@ impl Endpoint {
                         }
                         // Just returned after its response ended: the connection task needs a
                         // moment to become idle.
-                        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(100), idle.sender.ready()).await {
+                        if let Ok(Ok(())) =
+                            tokio::time::timeout(Duration::from_millis(100), idle.sender.ready())
+                                .await
+                        {
                             return Ok(Sender::H1(idle.sender));
                         }
                     }
@@ -156,7 +163,12 @@ impl Endpoint {
                 Ok(ip) => vec![SocketAddr::new(ip, self.port)],
                 Err(_) => tokio::net::lookup_host((self.host.as_str(), self.port))
                     .await
-                    .map_err(|e| ProxyError::new(ErrorKind::ConnectFailed, format!("resolve {authority}: {e}")))?
+                    .map_err(|e| {
+                        ProxyError::new(
+                            ErrorKind::ConnectFailed,
+                            format!("resolve {authority}: {e}"),
+                        )
+                    })?
                     .collect(),
             };
             let mut last = None;
@@ -177,17 +189,31 @@ impl Endpoint {
                 ),
             ))
         };
-        let tcp = tokio::time::timeout(timeout, attempt)
-            .await
-            .map_err(|_| ProxyError::new(ErrorKind::ConnectTimeout, format!("connect {authority}: timed out after {timeout:?}")))??;
+        let tcp = tokio::time::timeout(timeout, attempt).await.map_err(|_| {
+            ProxyError::new(
+                ErrorKind::ConnectTimeout,
+                format!("connect {authority}: timed out after {timeout:?}"),
+            )
+        })??;
         match &self.tls {
             None => Ok(Stream::Plain(tcp)),
             Some(t) => {
                 let connector = tokio_rustls::TlsConnector::from(t.config.clone());
-                let tls = tokio::time::timeout(timeout, connector.connect(t.server_name.clone(), tcp))
-                    .await
-                    .map_err(|_| ProxyError::new(ErrorKind::ConnectTimeout, format!("TLS handshake with {authority}: timed out")))?
-                    .map_err(|e| ProxyError::new(ErrorKind::UpstreamTls, format!("TLS handshake with {authority}: {e}")))?;
+                let tls =
+                    tokio::time::timeout(timeout, connector.connect(t.server_name.clone(), tcp))
+                        .await
+                        .map_err(|_| {
+                            ProxyError::new(
+                                ErrorKind::ConnectTimeout,
+                                format!("TLS handshake with {authority}: timed out"),
+                            )
+                        })?
+                        .map_err(|e| {
+                            ProxyError::new(
+                                ErrorKind::UpstreamTls,
+                                format!("TLS handshake with {authority}: {e}"),
+                            )
+                        })?;
                 Ok(Stream::Tls(Box::new(tls)))
             }
         }
@@ -197,10 +223,12 @@ impl Endpoint {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol, format!("HTTP/1.1 handshake: {e}")))?;
+        let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(|e| {
+            ProxyError::new(
+                ErrorKind::UpstreamProtocol,
+                format!("HTTP/1.1 handshake: {e}"),
+            )
+        })?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
@@ -218,7 +246,12 @@ impl Endpoint {
             .keep_alive_interval(Duration::from_secs(30))
             .handshake(io)
             .await
-            .map_err(|e| ProxyError::new(ErrorKind::UpstreamProtocol, format!("HTTP/2 handshake: {e}")))?;
+            .map_err(|e| {
+                ProxyError::new(
+                    ErrorKind::UpstreamProtocol,
+                    format!("HTTP/2 handshake: {e}"),
+                )
+            })?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");

@@ -26,53 +26,87 @@ struct DemoBackend {
 async fn start_backend(name: &'static str) -> std::io::Result<(SocketAddr, Arc<DemoBackend>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(DemoBackend { name, healthy: AtomicBool::new(true), served: AtomicU64::new(0) });
+    let state = Arc::new(DemoBackend {
+        name,
+        healthy: AtomicBool::new(true),
+        served: AtomicU64::new(0),
+    });
     let s = state.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let s = s.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| answer(s.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
     Ok((addr, state))
 }
 
-async fn answer(b: Arc<DemoBackend>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    b: Arc<DemoBackend>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
     let (status, body) = match path {
         "/healthz" if b.healthy.load(Ordering::Relaxed) => (StatusCode::OK, "ok\n".to_string()),
         "/healthz" => (StatusCode::SERVICE_UNAVAILABLE, "down\n".to_string()),
         "/_demo/down" => {
             b.healthy.store(false, Ordering::Relaxed);
-            (StatusCode::OK, format!("{} now fails its health checks\n", b.name))
+            (
+                StatusCode::OK,
+                format!("{} now fails its health checks\n", b.name),
+            )
         }
         "/_demo/up" => {
             b.healthy.store(true, Ordering::Relaxed);
-            (StatusCode::OK, format!("{} passes its health checks again\n", b.name))
+            (
+                StatusCode::OK,
+                format!("{} passes its health checks again\n", b.name),
+            )
         }
         _ => {
             let n = b.served.fetch_add(1, Ordering::Relaxed) + 1;
-            let rid = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            (StatusCode::OK, format!("hello from {} (request #{n} here, path {path}, request id {rid})\n", b.name))
+            let rid = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            (
+                StatusCode::OK,
+                format!(
+                    "hello from {} (request #{n} here, path {path}, request id {rid})\n",
+                    b.name
+                ),
+            )
         }
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert("x-demo-backend", http::HeaderValue::from_static(b.name));
+    resp.headers_mut()
+        .insert("x-demo-backend", http::HeaderValue::from_static(b.name));
     Ok(resp)
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 pub fn run(port: u16) -> ExitCode {
     // Backends need a runtime of their own so they keep serving while Rampart's runtime runs.
-    let backends_rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
+    let backends_rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start demo backends: {e}");
@@ -100,7 +134,9 @@ pub fn run(port: u16) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let token: String = (0..32).map(|_| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[rand::random_range(0..32)])).collect();
+    let token: String = (0..32)
+        .map(|_| char::from(b"abcdefghijkmnpqrstuvwxyz23456789"[rand::random_range(0..32)]))
+        .collect();
     let token_file = match write_token(&token) {
         Ok(p) => p,
         Err(e) => {
@@ -134,7 +170,7 @@ pub fn run(port: u16) -> ExitCode {
          Try:  for i in $(seq 8); do curl -s http://127.0.0.1:{port}/; done\n\
          Ctrl-C stops everything.\n"
     );
-    let on_start: Box<dyn FnOnce(&Arc<rampart_proxy::Proxy>) + Send> = Box::new(move |_| println!("{banner}"));
+    let on_start: crate::OnStart = Box::new(move |_| println!("{banner}"));
     let code = crate::run_blocking(snapshot, None, Some(on_start));
     drop(backends_rt);
     code
@@ -147,7 +183,12 @@ fn write_token(token: &str) -> std::io::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("rampart-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("admin.token");
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
     f.write_all(token.as_bytes())?;
     Ok(path)
 }

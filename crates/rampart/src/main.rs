@@ -12,7 +12,11 @@ use rampart_config::{LogFormat, Snapshot};
 use rampart_proxy::{Phases, Proxy};
 
 #[derive(Parser)]
-#[command(name = "rampart", version, about = "The network edge of an API platform: load balancer, firewall, WAF, VPN, monitoring in one binary")]
+#[command(
+    name = "rampart",
+    version,
+    about = "The network edge of an API platform: load balancer, firewall, WAF, VPN, monitoring in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +50,11 @@ fn main() -> ExitCode {
             Ok(snapshot) => run_blocking(snapshot, Some(config), None),
             Err(errors) => {
                 eprintln!("{errors}");
-                eprintln!("{}: {} error(s); not starting", config.display(), errors.len());
+                eprintln!(
+                    "{}: {} error(s); not starting",
+                    config.display(),
+                    errors.len()
+                );
                 ExitCode::from(1)
             }
         },
@@ -65,7 +73,13 @@ fn check(path: &Path) -> ExitCode {
     };
     // Certificates and keys are part of a valid config: load them as a reload would.
     let registry = rampart_proxy::upstream::Registry::default();
-    match rampart_proxy::Runtime::build(Arc::new(snapshot), 0, None, &registry, &rampart_proxy::Metrics::new()) {
+    match rampart_proxy::Runtime::build(
+        Arc::new(snapshot),
+        0,
+        None,
+        &registry,
+        &rampart_proxy::Metrics::new(),
+    ) {
         Ok(rt) => {
             println!("{}", rt.snapshot.summary());
             ExitCode::SUCCESS
@@ -80,9 +94,15 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// Called once the proxy is up (the demo prints its banner).
+pub(crate) type OnStart = Box<dyn FnOnce(&Arc<Proxy>) + Send>;
+
 pub(crate) fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -90,13 +110,21 @@ pub(crate) fn init_logging(format: LogFormat) {
 }
 
 /// Builds the tokio runtime sized by the config and runs until SIGTERM/SIGINT.
-pub(crate) fn run_blocking(snapshot: Snapshot, config_path: Option<PathBuf>, on_start: Option<Box<dyn FnOnce(&Arc<Proxy>) + Send>>) -> ExitCode {
+pub(crate) fn run_blocking(
+    snapshot: Snapshot,
+    config_path: Option<PathBuf>,
+    on_start: Option<OnStart>,
+) -> ExitCode {
     init_logging(snapshot.observability.log_format);
     let threads = match snapshot.runtime.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -113,14 +141,25 @@ pub(crate) fn run_blocking(snapshot: Snapshot, config_path: Option<PathBuf>, on_
     }
 }
 
-async fn serve(snapshot: Snapshot, config_path: Option<PathBuf>, on_start: Option<Box<dyn FnOnce(&Arc<Proxy>) + Send>>) -> anyhow::Result<()> {
+async fn serve(
+    snapshot: Snapshot,
+    config_path: Option<PathBuf>,
+    on_start: Option<OnStart>,
+) -> anyhow::Result<()> {
     let admin = snapshot.admin.clone();
     let grace = snapshot.runtime.shutdown_grace;
-    let proxy = Proxy::start(snapshot, config_path, Phases::default()).await.context("cannot start")?;
+    let proxy = Proxy::start(snapshot, config_path, Phases::default())
+        .await
+        .context("cannot start")?;
     if let Some(admin) = admin {
-        let listener = rampart_proxy::server::bind(admin.address).with_context(|| format!("cannot listen on {} for the admin API", admin.address))?;
+        let listener = rampart_proxy::server::bind(admin.address)
+            .with_context(|| format!("cannot listen on {} for the admin API", admin.address))?;
         tracing::info!(address = %admin.address, "admin API listening");
-        tokio::spawn(rampart_admin::serve(listener, proxy.clone(), admin.token.clone()));
+        tokio::spawn(rampart_admin::serve(
+            listener,
+            proxy.clone(),
+            admin.token.clone(),
+        ));
     }
     if let Some(addr) = proxy.metrics_addr() {
         tracing::info!(address = %addr, "metrics listening");
@@ -145,7 +184,10 @@ async fn serve(snapshot: Snapshot, config_path: Option<PathBuf>, on_start: Optio
     tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
     let left = proxy.shutdown(grace).await;
     if left > 0 {
-        tracing::warn!(connections = left, "grace period over; closing remaining connections");
+        tracing::warn!(
+            connections = left,
+            "grace period over; closing remaining connections"
+        );
     }
     Ok(())
 }

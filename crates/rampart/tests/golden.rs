@@ -89,10 +89,10 @@ fn golden_check_output() {
             .file_name()
             .to_string_lossy()
             .into_owned();
-        if let Some(stem) = name.strip_suffix(".out") {
-            if !inputs.contains(&format!("{stem}.toml")) {
-                failures.push(format!("{name}: no {stem}.toml next to it"));
-            }
+        if let Some(stem) = name.strip_suffix(".out")
+            && !inputs.contains(&format!("{stem}.toml"))
+        {
+            failures.push(format!("{name}: no {stem}.toml next to it"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
