@@ -12,34 +12,46 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Is `name` hop-by-hop by definition (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and
+/// `Proxy-Connection`)? `Upgrade` is handled separately.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == header::PROXY_AUTHORIZATION
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket hand-off).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
-        if keep_upgrade && name == header::UPGRADE {
-            continue;
-        }
-        headers.remove(&name);
+    // One pass over the (usually few) fields instead of a hashed lookup per hop-by-hop name.
+    let has_connection = headers.contains_key(header::CONNECTION);
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    if has_connection {
+        doomed.extend(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+                .filter(|n| !(keep_upgrade && n == header::UPGRADE)),
+        );
     }
-    headers.remove(header::CONNECTION);
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::PROXY_AUTHORIZATION);
-    headers.remove(header::PROXY_AUTHENTICATE);
-    headers.remove(header::TE);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
+    for name in headers.keys() {
+        if is_hop_by_hop(name) || (!keep_upgrade && name == header::UPGRADE) {
+            doomed.push(name.clone());
+        }
+    }
+    for name in &doomed {
+        headers.remove(name);
+    }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -55,49 +67,68 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 }
 
 /// Appends the client to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host`.
-pub fn add_forwarding(headers: &mut HeaderMap, client: IpAddr, tls: bool, host: Option<&str>) {
+/// `X-Forwarded-Host`. `client_value` is the client address as a header value (made once per
+/// connection); `host` the request's original Host.
+pub fn add_forwarding(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    client_value: &HeaderValue,
+    tls: bool,
+    host: Option<&HeaderValue>,
+) {
     let proto = if tls { "https" } else { "http" };
-    let client_text = client.to_string();
+    let client_text = client_value.to_str().unwrap_or("unknown");
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {client_text}"),
-        _ => client_text.clone(),
+        Some(prev) if !prev.is_empty() => owned_value(format!("{prev}, {client_text}")),
+        _ => Some(client_value.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(&X_FORWARDED_FOR, v);
     }
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    let node = match client {
-        IpAddr::V4(_) => client_text,
-        IpAddr::V6(_) => format!("\"[{client_text}]\""),
-    };
-    let mut element = format!("for={node};proto={proto}");
-    if let Some(h) = host {
-        if let Ok(v) = HeaderValue::from_str(h) {
-            headers.insert(&X_FORWARDED_HOST, v);
+    let mut element = String::with_capacity(64);
+    let previous = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok());
+    if let Some(prev) = previous.filter(|p| !p.is_empty()) {
+        element.push_str(prev);
+        element.push_str(", ");
+    }
+    element.push_str("for=");
+    match client {
+        IpAddr::V4(_) => element.push_str(client_text),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(client_text);
+            element.push_str("]\"");
         }
-        if h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+    }
+    element.push_str(";proto=");
+    element.push_str(proto);
+    if let Some(v) = host {
+        headers.insert(&X_FORWARDED_HOST, v.clone());
+        let h = v.as_bytes();
+        if h.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(b))
         {
             element.push_str(";host=");
-            element.push_str(h);
+            element.push_str(v.to_str().unwrap_or_default());
         } else if h
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(b))
         {
             // A port or an IPv6 literal is not a token (RFC 7239 §4): quote it.
             element.push_str(";host=\"");
-            element.push_str(h);
+            element.push_str(v.to_str().unwrap_or_default());
             element.push('"');
         }
     }
-    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {element}"),
-        _ => element,
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Some(v) = owned_value(element) {
         headers.insert(header::FORWARDED, v);
     }
+}
+
+/// A header value that takes ownership of `text` without copying it.
+fn owned_value(text: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }
 
 /// A client-supplied request id is kept when it is short and plain; otherwise a new one is made.
@@ -210,8 +241,9 @@ mod tests {
         add_forwarding(
             &mut h,
             "2001:db8::1".parse().unwrap(),
+            &HeaderValue::from_static("2001:db8::1"),
             true,
-            Some("api.example.com"),
+            Some(&HeaderValue::from_static("api.example.com")),
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::1");
         assert_eq!(h["x-forwarded-proto"], "https");

@@ -16,6 +16,8 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     pub zone: Arc<str>,
     pub client: SocketAddr,
+    /// The client's IP address as a header value, made once per connection.
+    pub client_value: http::HeaderValue,
     pub local: SocketAddr,
     pub tls: bool,
 }

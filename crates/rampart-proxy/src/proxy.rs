@@ -40,9 +40,20 @@ impl RequestIds {
             counter: AtomicU64::new(0),
         }
     }
-    fn next(&self) -> String {
+    fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:016x}{:08x}", self.prefix, n)
+        let mut buf = [0u8; 32];
+        hex_into(&mut buf[..16], self.prefix);
+        hex_into(&mut buf[16..], n);
+        HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
+    }
+}
+
+fn hex_into(out: &mut [u8], value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in out.iter_mut().enumerate() {
+        let shift = 4 * (15 - i);
+        *b = DIGITS[((value >> shift) & 0xf) as usize];
     }
 }
 
@@ -54,7 +65,7 @@ impl Default for RequestIds {
 
 /// What the log phase needs to know about a request.
 struct Outcome {
-    request_id: String,
+    request_id: HeaderValue,
     method: Method,
     host: String,
     path: String,
@@ -76,16 +87,20 @@ pub async fn handle(
     let start = Instant::now();
     let rt = shared.runtime.load_full();
     let request_id = match req.headers().get(&headers::X_REQUEST_ID) {
-        Some(v) if headers::acceptable_request_id(v) => {
-            String::from_utf8_lossy(v.as_bytes()).into_owned()
-        }
+        Some(v) if headers::acceptable_request_id(v) => v.clone(),
         _ => shared.request_ids.next(),
     };
+    // Strings only the access log needs are not made when it is off.
+    let logging = shared.access_log.load().enabled();
     let mut outcome = Outcome {
         request_id,
         method: req.method().clone(),
         host: String::new(),
-        path: req.uri().path().to_string(),
+        path: if logging {
+            req.uri().path().to_string()
+        } else {
+            String::new()
+        },
         version: req.version(),
         route: None,
         pool: None,
@@ -99,16 +114,10 @@ pub async fn handle(
         .get(&*conn.listener)
         .map(|l| l.config.limits.clone())
         .unwrap_or_default();
-    let total_timeout = listener_limits.request_timeout;
-    let result =
-        tokio::time::timeout(total_timeout, proxy(&shared, &rt, &conn, req, &mut outcome)).await;
-    let result = match result {
-        Ok(r) => r,
-        Err(_) => Err(ProxyError::new(
-            ErrorKind::RequestTimeout,
-            format!("no response within {total_timeout:?}"),
-        )),
-    };
+    // The total request timeout is enforced inside, as a deadline that bounds every connect
+    // and response wait, so each request arms one timer at a time.
+    let deadline = start + listener_limits.request_timeout;
+    let result = proxy(&shared, &rt, &conn, req, &mut outcome, deadline).await;
     let mut response = match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -121,13 +130,13 @@ pub async fn handle(
                     kind: e.label(),
                 })
                 .inc();
-            tracing::debug!(request_id = %outcome.request_id, error = %e, "request failed");
+            tracing::debug!(request_id = ?outcome.request_id, error = %e, "request failed");
             error_response(&e)
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&outcome.request_id) {
-        response.headers_mut().insert(&headers::X_REQUEST_ID, v);
-    }
+    response
+        .headers_mut()
+        .insert(&headers::X_REQUEST_ID, outcome.request_id.clone());
     record_metrics(&rt, &outcome, response.status(), start);
     Ok(attach_log(&shared, &rt, &conn, outcome, response, start))
 }
@@ -220,7 +229,7 @@ fn attach_log(
     let pool = o.pool.map(|i| &rt.pools[i]);
     let record = AccessRecord {
         ts: now_rfc3339(),
-        request_id: o.request_id,
+        request_id: String::from_utf8_lossy(o.request_id.as_bytes()).into_owned(),
         client: conn.client.ip().to_string(),
         listener: conn.listener.to_string(),
         zone: conn.zone.to_string(),
@@ -262,6 +271,7 @@ async fn proxy(
     conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     outcome: &mut Outcome,
+    deadline: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let limits = rt
@@ -320,7 +330,9 @@ async fn proxy(
         ));
     }
     let host = host.unwrap_or_default();
-    outcome.host.clone_from(&host);
+    if shared.access_log.load().enabled() {
+        outcome.host = host.to_string();
+    }
 
     // Route.
     let route_index = router::select(
@@ -356,30 +368,24 @@ async fn proxy(
     } else {
         None
     };
-    let original_authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
+    // The Host the client asked for: the URI authority (HTTP/2, absolute-form) wins over the
+    // Host header, as RFC 9112 §3.2.2 says.
+    let original_host = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
     headers::add_forwarding(
         &mut parts.headers,
         conn.client.ip(),
+        &conn.client_value,
         conn.tls,
-        original_authority.as_deref(),
+        original_host.as_ref(),
     );
-    if let Ok(v) = HeaderValue::from_str(&outcome.request_id) {
-        parts.headers.insert(&headers::X_REQUEST_ID, v);
-    }
-    if let Some(a) = &original_authority
-        && let Ok(v) = HeaderValue::from_str(a)
-    {
+    parts
+        .headers
+        .insert(&headers::X_REQUEST_ID, outcome.request_id.clone());
+    if let Some(v) = original_host {
         parts.headers.insert(header::HOST, v);
     }
 
@@ -404,7 +410,10 @@ async fn proxy(
     let route_timeout = route.timeout;
 
     pool.retry_budget.record_request(now);
-    let mut tried: Vec<usize> = Vec::new();
+    let first_now = now;
+    // Backends tried so far (attempts are at most 10 by config validation).
+    let mut tried_buf = [0usize; 10];
+    let mut tried_len = 0;
     let max_attempts = if upgrade {
         1
     } else {
@@ -414,19 +423,24 @@ async fn proxy(
     // Set when a retry was already taken from the budget (retry on status).
     let mut retry_reserved = false;
     for attempt in 0..max_attempts {
-        let now = Instant::now();
+        let now = if attempt == 0 {
+            first_now
+        } else {
+            Instant::now()
+        };
+        let tried = &tried_buf[..tried_len];
         if attempt > 0 && !std::mem::take(&mut retry_reserved) && !pool.retry_budget.try_retry(now)
         {
             break;
         }
         let backend = if attempt == 0 {
             sticky_backend
-                .or_else(|| affinity_key.and_then(|k| affinity_pick(pool, k, &tried, now)))
-                .or_else(|| pool.balancer.pick(hash_key, &tried, now))
+                .or_else(|| affinity_key.and_then(|k| affinity_pick(pool, k, tried, now)))
+                .or_else(|| pool.balancer.pick(hash_key, tried, now))
         } else {
             affinity_key
-                .and_then(|k| affinity_pick(pool, k, &tried, now))
-                .or_else(|| pool.balancer.pick(hash_key, &tried, now))
+                .and_then(|k| affinity_pick(pool, k, tried, now))
+                .or_else(|| pool.balancer.pick(hash_key, tried, now))
         };
         let Some(backend) = backend else {
             break;
@@ -441,15 +455,19 @@ async fn proxy(
                 })
                 .inc();
         }
-        tried.push(backend);
+        tried_buf[tried_len.min(9)] = backend;
+        tried_len = (tried_len + 1).min(10);
         outcome.backend = Some(backend);
         outcome.attempts = attempt + 1;
         let in_flight = pool.balancer.start_request(backend);
         let endpoint = &pool.endpoints[backend];
-        let attempt_start = Instant::now();
+        let attempt_start = now;
 
         let sender = match endpoint
-            .checkout(pool.config.timeouts.connect, upgrade)
+            .checkout(
+                bounded(pool.config.timeouts.connect, deadline, now)?,
+                upgrade,
+            )
             .await
         {
             Ok(s) => s,
@@ -470,6 +488,7 @@ async fn proxy(
             &pool.config.backends[backend],
         );
         let header_timeout = route_timeout.unwrap_or(pool.config.timeouts.response_header);
+        let header_timeout = bounded(header_timeout, deadline, now)?;
         let sent = send(sender, upstream_req, header_timeout).await;
         let latency = attempt_start.elapsed();
         match sent {
@@ -483,7 +502,7 @@ async fn proxy(
                     && idempotent
                     && replayable
                     && attempt + 1 < max_attempts
-                    && has_untried_backend(pool, &tried, Instant::now())
+                    && has_untried_backend(pool, &tried_buf[..tried_len], Instant::now())
                     && pool.retry_budget.try_retry(Instant::now())
                 {
                     retry_reserved = true;
@@ -539,6 +558,17 @@ async fn proxy(
             format!("pool \"{}\" has no available backend", pool.config.name),
         )
     }))
+}
+
+/// `timeout`, cut to what is left before the request's deadline.
+fn bounded(timeout: Duration, deadline: Instant, now: Instant) -> Result<Duration, ProxyError> {
+    match deadline.checked_duration_since(now) {
+        Some(left) if !left.is_zero() => Ok(timeout.min(left)),
+        _ => Err(ProxyError::new(
+            ErrorKind::RequestTimeout,
+            "request timeout reached",
+        )),
+    }
 }
 
 /// Whether some backend not yet tried by this request could take a retry.

@@ -1,5 +1,7 @@
 //! Route matching: pure code over the request head and the snapshot's ordered routes.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, Method};
 use rampart_config::{HeaderValueMatch, HostPattern, PathMatch, Route};
 
@@ -76,16 +78,62 @@ pub fn host_matches(pattern: &HostPattern, host: &str) -> bool {
 
 /// Host from the request: URI authority (HTTP/2, absolute-form) or the Host header, lower-cased,
 /// port removed. `None` when the value is not a valid host.
-pub fn request_host(uri: &http::Uri, headers: &HeaderMap) -> Option<String> {
+pub fn request_host<'a>(uri: &'a http::Uri, headers: &'a HeaderMap) -> Option<Cow<'a, str>> {
     let raw = match uri.authority() {
-        Some(a) => a.host().to_string(),
+        Some(a) => a.host(),
         None => {
             let value = headers.get(http::header::HOST)?.to_str().ok()?;
-            let authority: http::uri::Authority = value.parse().ok()?;
-            authority.host().to_string()
+            host_of_authority(value)?
         }
     };
-    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+    let raw = raw.strip_suffix('.').unwrap_or(raw);
+    if raw.is_empty() {
+        return None;
+    }
+    Some(if raw.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(raw.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(raw)
+    })
+}
+
+/// The host part of a Host header value (`name`, `name:port`, `[v6]`, `[v6]:port`), checked
+/// for characters that cannot appear in a host; `None` when it is malformed.
+fn host_of_authority(value: &str) -> Option<&str> {
+    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
+        let close = rest.find(']')?;
+        let after = &rest[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        let inner = &rest[..close];
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return None;
+        }
+        (&value[..close + 2], port)
+    } else {
+        match value.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (value, None),
+        }
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    let valid = host.starts_with('[')
+        || (!host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    valid.then_some(host)
 }
 
 #[cfg(test)]
@@ -201,5 +249,19 @@ listeners = ["other"]
         );
         h.insert("host", "bad host".parse().unwrap());
         assert_eq!(request_host(&"/x".parse().unwrap(), &h), None);
+        for bad in ["a:b", "a:", "[::1", "[zz]", "a/b", "a:123456", ""] {
+            h.insert("host", bad.parse().unwrap());
+            assert_eq!(request_host(&"/x".parse().unwrap(), &h), None, "{bad}");
+        }
+        h.insert("host", "[::1]:8443".parse().unwrap());
+        assert_eq!(
+            request_host(&"/x".parse().unwrap(), &h).as_deref(),
+            Some("[::1]")
+        );
+        h.insert("host", "example.com.".parse().unwrap());
+        assert_eq!(
+            request_host(&"/x".parse().unwrap(), &h).as_deref(),
+            Some("example.com")
+        );
     }
 }

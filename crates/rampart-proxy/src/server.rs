@@ -126,7 +126,10 @@ pub async fn accept_loop(
                 .inc();
             continue;
         }
+        let client_value = http::HeaderValue::from_str(&client.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
         let info = Arc::new(ConnInfo {
+            client_value,
             listener: name.clone(),
             zone: Arc::from(lrt.config.zone.as_str()),
             client,

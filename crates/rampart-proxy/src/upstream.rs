@@ -91,30 +91,47 @@ impl Endpoint {
                         }
                     }
                 }
-                let stream = self.connect(connect_timeout).await?;
-                let sender = match stream {
-                    Stream::Plain(s) => self.handshake_h1(TokioIo::new(s)).await?,
-                    Stream::Tls(s) => self.handshake_h1(TokioIo::new(*s)).await?,
-                };
-                Ok(Sender::H1(sender))
+                // Boxed: connecting (TLS state included) is large and rare; the pooled path
+                // above stays small in every request's future.
+                Box::pin(self.open_h1(connect_timeout))
+                    .await
+                    .map(Sender::H1)
             }
             Protocol::Http2 => {
                 if let Some(s) = self.live_h2() {
                     return Ok(Sender::H2(s));
                 }
-                let _guard = self.h2_connecting.lock().await;
-                if let Some(s) = self.live_h2() {
-                    return Ok(Sender::H2(s));
-                }
-                let stream = self.connect(connect_timeout).await?;
-                let sender = match stream {
-                    Stream::Plain(s) => self.handshake_h2(TokioIo::new(s)).await?,
-                    Stream::Tls(s) => self.handshake_h2(TokioIo::new(*s)).await?,
-                };
-                *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
-                Ok(Sender::H2(sender))
+                Box::pin(self.open_h2(connect_timeout))
+                    .await
+                    .map(Sender::H2)
             }
         }
+    }
+
+    async fn open_h1(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
+        match self.connect(connect_timeout).await? {
+            Stream::Plain(s) => self.handshake_h1(TokioIo::new(s)).await,
+            Stream::Tls(s) => self.handshake_h1(TokioIo::new(*s)).await,
+        }
+    }
+
+    async fn open_h2(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<RequestBody>, ProxyError> {
+        let _guard = self.h2_connecting.lock().await;
+        if let Some(s) = self.live_h2() {
+            return Ok(s);
+        }
+        let sender = match self.connect(connect_timeout).await? {
+            Stream::Plain(s) => self.handshake_h2(TokioIo::new(s)).await?,
+            Stream::Tls(s) => self.handshake_h2(TokioIo::new(*s)).await?,
+        };
+        *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+        Ok(sender)
     }
 
     fn live_h2(&self) -> Option<http2::SendRequest<RequestBody>> {

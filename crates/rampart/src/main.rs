@@ -2,6 +2,10 @@
 
 mod demo;
 
+/// mimalloc: the request path allocates many small, short-lived objects across threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
