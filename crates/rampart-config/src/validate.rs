@@ -285,14 +285,8 @@ fn one_of<T: Copy>(
     match choices.iter().find(|(name, _)| name == text) {
         Some((_, v)) => *v,
         None => {
-            let names: Vec<String> = choices.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-            ctx.error(
-                path,
-                format!(
-                    "unknown value \"{text}\"; expected one of {}",
-                    names.join(", ")
-                ),
-            );
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            bad_choice(ctx, path, Some(text), &names);
             default
         }
     }
@@ -861,17 +855,36 @@ fn build_hash_key(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawHashKey) -> Opti
                 None
             }
         },
-        Some(other) => {
-            ctx.error(&path.key("source"), format!("unknown value \"{other}\"; expected one of \"client_ip\", \"header\", \"cookie\", \"path\""));
-            None
-        }
-        None => {
-            ctx.error(
+        other => {
+            bad_choice(
+                ctx,
                 &path.key("source"),
-                "missing source (client_ip | header | cookie | path)",
+                other,
+                &["client_ip", "header", "cookie", "path"],
             );
             None
         }
+    }
+}
+
+/// Reports a missing or unknown value of a field that takes one of `choices`.
+fn bad_choice(ctx: &mut Ctx<'_>, path: &FieldPath, value: Option<&str>, choices: &[&str]) {
+    let field = match path.0.last() {
+        Some(Segment::Key(k)) => k.as_str(),
+        _ => "value",
+    };
+    match value {
+        Some(other) => {
+            let names: Vec<String> = choices.iter().map(|c| format!("\"{c}\"")).collect();
+            ctx.error(
+                path,
+                format!(
+                    "unknown value \"{other}\"; expected one of {}",
+                    names.join(", ")
+                ),
+            );
+        }
+        None => ctx.error(path, format!("missing {field} ({})", choices.join(" | "))),
     }
 }
 
@@ -1095,14 +1108,12 @@ fn build_sticky(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawSticky) -> Option<
         }
         Some("source_ip") => Some(Sticky::SourceIp),
         Some("header") => header_name(ctx, &path.key("header"), &raw.header).map(Sticky::Header),
-        Some(other) => {
-            ctx.error(&path.key("mode"), format!("unknown value \"{other}\"; expected one of \"cookie\", \"source_ip\", \"header\""));
-            None
-        }
-        None => {
-            ctx.error(
+        other => {
+            bad_choice(
+                ctx,
                 &path.key("mode"),
-                "missing mode (cookie | source_ip | header)",
+                other,
+                &["cookie", "source_ip", "header"],
             );
             None
         }
