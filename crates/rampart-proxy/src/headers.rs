@@ -55,9 +55,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Is this an HTTP/1.1 upgrade request (e.g. WebSocket)?
+/// Is this an HTTP/1.1 WebSocket upgrade? Other upgrade tokens (e.g. `h2c`) are not tunnelled:
+/// a raw tunnel would bypass routing and guards.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -103,6 +109,8 @@ pub fn add_forwarding(
     }
     element.push_str(";proto=");
     element.push_str(proto);
+    // Never pass on a client-chosen X-Forwarded-Host.
+    headers.remove(&X_FORWARDED_HOST);
     if let Some(v) = host {
         headers.insert(&X_FORWARDED_HOST, v.clone());
         let h = v.as_bytes();

@@ -98,6 +98,13 @@ struct ListenerHandle {
     task: JoinHandle<()>,
 }
 
+/// Sockets bound for a new snapshot, not yet serving.
+struct PreparedListeners {
+    stale: Vec<String>,
+    bound: Vec<(String, SocketAddr, tokio::net::TcpListener)>,
+    deferred: Vec<(String, SocketAddr)>,
+}
+
 struct Control {
     listeners: HashMap<String, ListenerHandle>,
     health: Vec<JoinHandle<()>>,
@@ -170,7 +177,8 @@ impl Proxy {
         });
         {
             let mut control = proxy.control.lock().await;
-            proxy.reconcile_listeners(&mut control, &snapshot).await?;
+            let prepared = proxy.prepare_listeners(&control, &snapshot)?;
+            proxy.commit_listeners(&mut control, prepared).await;
             let rt = proxy.shared.runtime.load_full();
             control.health = health::spawn_checks(&proxy.shared, &rt);
         }
@@ -285,10 +293,13 @@ impl Proxy {
                 return Err(ReloadError::Files(errors));
             }
         };
-        if let Err(e) = self.reconcile_listeners(&mut control, &snapshot).await {
-            control.last_failed_hash = Some(snapshot.source_hash);
-            return Err(e);
-        }
+        let prepared = match self.prepare_listeners(&control, &snapshot) {
+            Ok(p) => p,
+            Err(e) => {
+                control.last_failed_hash = Some(snapshot.source_hash);
+                return Err(e);
+            }
+        };
         if snapshot.observability.access_log != previous.snapshot.observability.access_log {
             match build_access_log(&snapshot.observability.access_log, &self.shared.metrics) {
                 Ok(logger) => self.shared.access_log.store(Arc::new(logger)),
@@ -304,6 +315,7 @@ impl Proxy {
         }
         let next = Arc::new(next);
         self.shared.runtime.store(next.clone());
+        self.commit_listeners(&mut control, prepared).await;
         self.shared.registry.retain(&next.endpoints());
         for task in control.health.drain(..) {
             task.abort();
@@ -316,24 +328,59 @@ impl Proxy {
         Ok(generation)
     }
 
-    async fn reconcile_listeners(
+    /// Binds the sockets a snapshot needs that are not open yet, without touching running
+    /// listeners, so a bind failure leaves everything as it was.
+    fn prepare_listeners(
         &self,
-        control: &mut Control,
+        control: &Control,
         snapshot: &Snapshot,
-    ) -> Result<(), ReloadError> {
+    ) -> Result<PreparedListeners, ReloadError> {
         let wanted: HashMap<&str, SocketAddr> = snapshot
             .listeners
             .iter()
             .map(|l| (l.name.as_str(), l.address))
             .collect();
-        // Stop listeners that are gone or moved, so their ports are free for new ones.
         let stale: Vec<String> = control
             .listeners
             .iter()
             .filter(|(name, h)| wanted.get(name.as_str()) != Some(&h.address))
             .map(|(name, _)| name.clone())
             .collect();
-        for name in stale {
+        let mut prepared = PreparedListeners {
+            stale,
+            bound: Vec::new(),
+            deferred: Vec::new(),
+        };
+        for l in &snapshot.listeners {
+            if control.listeners.contains_key(&l.name) && !prepared.stale.contains(&l.name) {
+                continue;
+            }
+            // An address still held by a listener that goes away (a rename) is bound after
+            // that listener stops.
+            let held_by_stale = prepared.stale.iter().any(|n| {
+                control
+                    .listeners
+                    .get(n)
+                    .is_some_and(|h| h.address == l.address)
+            });
+            if held_by_stale {
+                prepared.deferred.push((l.name.clone(), l.address));
+                continue;
+            }
+            let socket = server::bind(l.address).map_err(|error| ReloadError::Bind {
+                listener: l.name.clone(),
+                address: l.address,
+                error,
+            })?;
+            prepared.bound.push((l.name.clone(), l.address, socket));
+        }
+        Ok(prepared)
+    }
+
+    /// Stops listeners that are gone and starts the prepared ones (after the runtime that
+    /// names them has been stored).
+    async fn commit_listeners(&self, control: &mut Control, prepared: PreparedListeners) {
+        for name in prepared.stale {
             if let Some(h) = control.listeners.remove(&name) {
                 let _ = h.stop.send(true);
                 let _ = h.task.await;
@@ -343,40 +390,38 @@ impl Proxy {
                     .remove(&name);
             }
         }
-        for l in &snapshot.listeners {
-            if control.listeners.contains_key(&l.name) {
-                continue;
+        let mut bound = prepared.bound;
+        for (name, address) in prepared.deferred {
+            match server::bind(address) {
+                Ok(socket) => bound.push((name, address, socket)),
+                Err(error) => tracing::error!(listener = %name, %address, %error, "cannot listen"),
             }
-            let listener = server::bind(l.address).map_err(|error| ReloadError::Bind {
-                listener: l.name.clone(),
-                address: l.address,
-                error,
-            })?;
-            let bound = listener.local_addr().unwrap_or(l.address);
+        }
+        for (name, address, socket) in bound {
+            let local = socket.local_addr().unwrap_or(address);
             let (stop, stop_rx) = watch::channel(false);
             let task = tokio::spawn(server::accept_loop(
                 self.shared.clone(),
-                Arc::from(l.name.as_str()),
-                listener,
+                Arc::from(name.as_str()),
+                socket,
                 stop_rx,
                 self.shutdown_tx.subscribe(),
                 self.tracker.clone(),
             ));
-            tracing::info!(listener = %l.name, address = %bound, "listening");
+            tracing::info!(listener = %name, address = %local, "listening");
             self.addresses
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(l.name.clone(), bound);
+                .insert(name.clone(), local);
             control.listeners.insert(
-                l.name.clone(),
+                name,
                 ListenerHandle {
-                    address: l.address,
+                    address,
                     stop,
                     task,
                 },
             );
         }
-        Ok(())
     }
 
     fn spawn_background(self: &Arc<Self>) {

@@ -371,7 +371,11 @@ async fn proxy(
     // The Host the client asked for: the URI authority (HTTP/2, absolute-form) wins over the
     // Host header, as RFC 9112 §3.2.2 says.
     let original_host = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        // host[:port] only: userinfo must never travel on as Host.
+        Some(a) => match a.port() {
+            Some(port) => HeaderValue::from_str(&format!("{}:{port}", a.host())).ok(),
+            None => HeaderValue::from_str(a.host()).ok(),
+        },
         None => parts.headers.get(header::HOST).cloned(),
     };
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
@@ -463,13 +467,18 @@ async fn proxy(
         let endpoint = &pool.endpoints[backend];
         let attempt_start = now;
 
-        let sender = match endpoint
-            .checkout(
-                bounded(pool.config.timeouts.connect, deadline, now)?,
-                upgrade,
-            )
-            .await
-        {
+        let connect_timeout = bounded(pool.config.timeouts.connect, deadline, now)?;
+        // The whole checkout (pool wait, HTTP/2 connection lock, connect) is bounded.
+        let checkout =
+            tokio::time::timeout(connect_timeout, endpoint.checkout(connect_timeout, upgrade))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ProxyError::new(
+                        ErrorKind::ConnectTimeout,
+                        format!("no upstream connection within {connect_timeout:?}"),
+                    ))
+                });
+        let sender = match checkout {
             Ok(s) => s,
             Err(e) => {
                 record_outcome(shared, pool, backend, attempt_start.elapsed(), false);
@@ -486,7 +495,7 @@ async fn proxy(
             endpoint.protocol(),
             endpoint.is_tls(),
             &pool.config.backends[backend],
-        );
+        )?;
         let header_timeout = route_timeout.unwrap_or(pool.config.timeouts.response_header);
         let header_timeout = bounded(header_timeout, deadline, now)?;
         let sent = send(sender, upstream_req, header_timeout).await;
@@ -518,7 +527,7 @@ async fn proxy(
                 if status == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(client_upgrade) = client_upgrade {
                         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                        tokio::spawn(bridge_upgrade(client_upgrade, upstream_upgrade));
+                        tokio::spawn(bridge_upgrade(client_upgrade, upstream_upgrade, in_flight));
                     }
                     headers::remove_hop_by_hop(resp.headers_mut(), true);
                     let (parts, _) = resp.into_parts();
@@ -540,7 +549,10 @@ async fn proxy(
                 ));
             }
             Err(SendError { error, returned }) => {
-                record_outcome(shared, pool, backend, latency, false);
+                // A client that aborts or oversends its body must not eject healthy backends.
+                if error.blame() == crate::error::Blame::Upstream {
+                    record_outcome(shared, pool, backend, latency, false);
+                }
                 if let Some(b) = returned {
                     body = Some(b);
                 } else if replayable && idempotent {
@@ -625,16 +637,19 @@ fn build_upstream_request(
     protocol: crate::upstream::Protocol,
     tls: bool,
     backend: &rampart_config::Backend,
-) -> Request<RequestBody> {
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+) -> Result<Request<RequestBody>, ProxyError> {
+    // A target that cannot be sent as-is (CONNECT authority-form, `*` towards HTTP/2) is refused
+    // rather than rewritten: a request must never reach another resource than it named.
+    let bad_target =
+        || ProxyError::new(ErrorKind::BadRequest, "request target cannot be forwarded");
+    let path_and_query = parts.uri.path_and_query().ok_or_else(bad_target)?.as_str();
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.headers_mut() = parts.headers.clone();
     match protocol {
         crate::upstream::Protocol::Http1 => {
             *req.version_mut() = Version::HTTP_11;
-            *req.uri_mut() =
-                Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
+            *req.uri_mut() = Uri::try_from(path_and_query).map_err(|_| bad_target())?;
         }
         crate::upstream::Protocol::Http2 => {
             *req.version_mut() = Version::HTTP_2;
@@ -645,12 +660,15 @@ fn build_upstream_request(
                 .map(str::to_string)
                 .unwrap_or_else(|| backend.authority());
             let scheme = if tls { "https" } else { "http" };
+            if !path_and_query.starts_with('/') {
+                return Err(bad_target());
+            }
             *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path_and_query}"))
-                .unwrap_or_else(|_| Uri::from_static("/"));
+                .map_err(|_| bad_target())?;
             req.headers_mut().remove(header::HOST);
         }
     }
-    req
+    Ok(req)
 }
 
 struct SendError {
@@ -739,7 +757,12 @@ fn classify(e: hyper::Error, not_sent: bool) -> ProxyError {
     ProxyError::new(ErrorKind::UpstreamProtocol, format!("upstream: {e}"))
 }
 
-async fn bridge_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+/// Copies bytes both ways after a 101; the backend counts the tunnel as in flight until it ends.
+async fn bridge_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    _in_flight: balance::InFlight,
+) {
     let (client, upstream) = match tokio::join!(client, upstream) {
         (Ok(c), Ok(u)) => (c, u),
         _ => return,

@@ -318,13 +318,23 @@ fn upstream_tls(pool: &config::Pool, t: &config::UpstreamTls) -> Result<Upstream
     Ok(UpstreamTlsTarget {
         config,
         server_name,
-        identity: format!(
-            "{name}|{:?}|{}|{:?}",
-            t.ca,
-            t.verify,
-            t.client_cert.is_some()
-        ),
+        identity: format!("{name}|{}|{:016x}", t.verify, tls_material_hash(t)),
     })
+}
+
+/// Hash of the upstream TLS files' paths and contents, so that a reload with a rotated CA or
+/// client certificate gets new connections instead of reusing pooled ones.
+fn tls_material_hash(t: &config::UpstreamTls) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let files =
+        t.ca.iter()
+            .chain(t.client_cert.iter().flat_map(|(c, k)| [c, k]));
+    for path in files {
+        path.hash(&mut h);
+        std::fs::read(path).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Limits retries to a share of requests over a sliding 10 s window, plus a floor per second,

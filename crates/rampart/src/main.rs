@@ -150,6 +150,11 @@ async fn serve(
     config_path: Option<PathBuf>,
     on_start: Option<OnStart>,
 ) -> anyhow::Result<()> {
+    // Signal handlers first, so a SIGHUP during start-up cannot kill the process.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let admin = snapshot.admin.clone();
     let grace = snapshot.runtime.shutdown_grace;
     let proxy = Proxy::start(snapshot, config_path, Phases::default())
@@ -171,10 +176,6 @@ async fn serve(
     if let Some(f) = on_start {
         f(&proxy);
     }
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     loop {
         tokio::select! {
             _ = hup.recv() => {
