@@ -28,26 +28,42 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket hand-off).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the (usually few) fields instead of a hashed lookup per hop-by-hop name.
-    let has_connection = headers.contains_key(header::CONNECTION);
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    if has_connection {
-        doomed.extend(
-            headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-                .filter(|n| !(keep_upgrade && n == header::UPGRADE)),
-        );
+    // One pass over the (usually few) fields instead of a hashed lookup per hop-by-hop name;
+    // the names to drop are kept on the stack unless there are unusually many.
+    let mut doomed: [Option<HeaderName>; 12] = Default::default();
+    let mut overflow: Vec<HeaderName> = Vec::new();
+    let mut count = 0;
+    let mut push = |name: HeaderName| {
+        if count < doomed.len() {
+            doomed[count] = Some(name);
+            count += 1;
+        } else {
+            overflow.push(name);
+        }
+    };
+    for token in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+    {
+        // `close` and `keep-alive` are options, not field names (Keep-Alive is dropped below).
+        if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
+            continue;
+        }
+        if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+            && !(keep_upgrade && name == header::UPGRADE)
+        {
+            push(name);
+        }
     }
     for name in headers.keys() {
         if is_hop_by_hop(name) || (!keep_upgrade && name == header::UPGRADE) {
-            doomed.push(name.clone());
+            push(name.clone());
         }
     }
-    for name in &doomed {
+    for name in doomed.iter().flatten().chain(overflow.iter()) {
         headers.remove(name);
     }
     if keep_upgrade {

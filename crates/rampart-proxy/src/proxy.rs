@@ -468,17 +468,7 @@ async fn proxy(
         let attempt_start = now;
 
         let connect_timeout = bounded(pool.config.timeouts.connect, deadline, now)?;
-        // The whole checkout (pool wait, HTTP/2 connection lock, connect) is bounded.
-        let checkout =
-            tokio::time::timeout(connect_timeout, endpoint.checkout(connect_timeout, upgrade))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ProxyError::new(
-                        ErrorKind::ConnectTimeout,
-                        format!("no upstream connection within {connect_timeout:?}"),
-                    ))
-                });
-        let sender = match checkout {
+        let sender = match endpoint.checkout(connect_timeout, upgrade).await {
             Ok(s) => s,
             Err(e) => {
                 record_outcome(shared, pool, backend, attempt_start.elapsed(), false);

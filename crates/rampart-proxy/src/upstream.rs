@@ -74,6 +74,9 @@ impl Endpoint {
         match self.protocol {
             Protocol::Http1 => {
                 if !fresh {
+                    // At most one short wait for a connection that is about to become idle, so
+                    // the pool never holds a request longer than a connect would.
+                    let mut waited = false;
                     while let Some(mut idle) = self.pop_idle() {
                         if idle.sender.is_closed() || idle.since.elapsed() > self.idle_timeout {
                             continue;
@@ -81,19 +84,21 @@ impl Endpoint {
                         if idle.sender.is_ready() {
                             return Ok(Sender::H1(idle.sender));
                         }
+                        if waited {
+                            continue;
+                        }
+                        waited = true;
                         // Just returned after its response ended: the connection task needs a
                         // moment to become idle.
-                        if let Ok(Ok(())) =
-                            tokio::time::timeout(Duration::from_millis(100), idle.sender.ready())
-                                .await
-                        {
+                        let wait = connect_timeout.min(Duration::from_millis(100));
+                        if let Ok(Ok(())) = tokio::time::timeout(wait, idle.sender.ready()).await {
                             return Ok(Sender::H1(idle.sender));
                         }
                     }
                 }
                 // Boxed: connecting (TLS state included) is large and rare; the pooled path
                 // above stays small in every request's future.
-                Box::pin(self.open_h1(connect_timeout))
+                bounded(connect_timeout, Box::pin(self.open_h1(connect_timeout)))
                     .await
                     .map(Sender::H1)
             }
@@ -101,7 +106,8 @@ impl Endpoint {
                 if let Some(s) = self.live_h2() {
                     return Ok(Sender::H2(s));
                 }
-                Box::pin(self.open_h2(connect_timeout))
+                // Bounded as a whole: waiting behind another request's connect counts too.
+                bounded(connect_timeout, Box::pin(self.open_h2(connect_timeout)))
                     .await
                     .map(Sender::H2)
             }
@@ -276,6 +282,21 @@ impl Endpoint {
         });
         Ok(sender)
     }
+}
+
+/// Runs a connection attempt under `limit`.
+async fn bounded<T>(
+    limit: Duration,
+    attempt: impl std::future::Future<Output = Result<T, ProxyError>>,
+) -> Result<T, ProxyError> {
+    tokio::time::timeout(limit, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProxyError::new(
+                ErrorKind::ConnectTimeout,
+                format!("no upstream connection within {limit:?}"),
+            ))
+        })
 }
 
 enum Stream {
