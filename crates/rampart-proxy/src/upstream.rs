@@ -48,7 +48,9 @@ pub struct Endpoint {
     port: u16,
     protocol: Protocol,
     tls: Option<UpstreamTlsTarget>,
-    idle: Mutex<Vec<Idle>>,
+    /// Idle connections in shards by worker thread: a request reuses a connection whose task
+    /// most likely runs on its own thread, avoiding cross-thread wake-ups.
+    idle: Vec<Mutex<Vec<Idle>>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     /// Serialises HTTP/2 connection establishment so concurrent requests share one connection.
     h2_connecting: tokio::sync::Mutex<()>,
@@ -153,7 +155,10 @@ impl Endpoint {
     }
 
     fn pop_idle(&self) -> Option<Idle> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        let home = shard_of_current_thread(self.idle.len());
+        (0..self.idle.len())
+            .map(|i| (home + i) % self.idle.len())
+            .find_map(|i| self.idle[i].lock().unwrap_or_else(|p| p.into_inner()).pop())
     }
 
     /// Returns an HTTP/1.1 connection whose response has been read completely.
@@ -161,8 +166,9 @@ impl Endpoint {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle {
+        let shard = shard_of_current_thread(self.idle.len());
+        let mut idle = self.idle[shard].lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.max_idle.div_ceil(self.idle.len()) {
             idle.push(Idle {
                 sender,
                 since: Instant::now(),
@@ -171,7 +177,10 @@ impl Endpoint {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.idle
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 
     /// TCP (and TLS) connect only, for TCP health checks.
@@ -284,6 +293,19 @@ impl Endpoint {
     }
 }
 
+/// Idle-pool shards per endpoint; more than the worker threads of a typical node.
+const IDLE_SHARDS: usize = 8;
+
+/// A small, stable number for the current thread, to pick an idle-pool shard.
+fn shard_of_current_thread(shards: usize) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SHARD.with(|s| *s % shards)
+}
+
 /// Runs a connection attempt under `limit`.
 async fn bounded<T>(
     limit: Duration,
@@ -338,7 +360,7 @@ impl Registry {
                     port: spec.port,
                     protocol: spec.protocol,
                     tls: spec.tls,
-                    idle: Mutex::new(Vec::new()),
+                    idle: (0..IDLE_SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
                     h2: Mutex::new(None),
                     h2_connecting: tokio::sync::Mutex::new(()),
                     max_idle: spec.max_idle,
