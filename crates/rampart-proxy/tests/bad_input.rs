@@ -425,19 +425,12 @@ async fn slow_header_sender_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_backends_give_502() {
     let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 backends = [{ address = "127.0.0.1:{p1}" }, { address = "127.0.0.1:{p2}" }]
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
 "#,
+            "",
+        ),
         &HashMap::from([
             ("p1", free_port().to_string()),
             ("p2", free_port().to_string()),
@@ -456,20 +449,13 @@ async fn pool_without_healthy_backend_gives_503_with_retry_after() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
     let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 backends = [{ address = "{a}" }, { address = "{b}" }]
 health_check = { path = "/healthz", interval = "100ms", timeout = "100ms", rise = 1, fall = 1 }
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
 "#,
+            "",
+        ),
         &HashMap::from([("a", a.addr.to_string()), ("b", b.addr.to_string())]),
     );
     let (proxy, addr) = start_proxy(&config).await;

@@ -24,24 +24,17 @@ async fn weighted_round_robin_follows_weights() {
     let b = TestBackend::start("b").await;
     let c = TestBackend::start("c").await;
     let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 algorithm = "weighted_round_robin"
 backends = [
   { id = "a", address = "{a}", weight = 5 },
   { id = "b", address = "{b}", weight = 3 },
   { id = "c", address = "{c}", weight = 2 },
 ]
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
 "#,
+            "",
+        ),
         &values(&[("a", &a), ("b", &b), ("c", &c)]),
     );
     let (_proxy, addr) = start_proxy(&config).await;
@@ -70,20 +63,13 @@ async fn slow_vs_fast(algorithm: &str) -> (u64, u64) {
     let fast = TestBackend::start("fast").await;
     slow.state.delay_ms.store(300, Ordering::SeqCst);
     let config = fill(
-        &r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 algorithm = "ALGO"
 backends = [{ id = "slow", address = "{slow}" }, { id = "fast", address = "{fast}" }]
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
-"#
+"#,
+            "",
+        )
         .replace("ALGO", algorithm),
         &values(&[("slow", &slow), ("fast", &fast)]),
     );
@@ -156,12 +142,9 @@ async fn assign(addr: std::net::SocketAddr, keys: &[String]) -> HashMap<String, 
     map
 }
 
-const HASH_CONFIG: &str = r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+fn hash_config() -> String {
+    one_pool_config(
+        r#"
 algorithm = "consistent_hash"
 hash_key = { source = "header", name = "x-user" }
 backends = [
@@ -171,12 +154,10 @@ backends = [
   { id = "b4", address = "{b4}" },
   EXTRA
 ]
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
-"#;
+"#,
+        "",
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consistent_hash_moves_only_keys_of_new_backend() {
@@ -188,9 +169,9 @@ async fn consistent_hash_moves_only_keys_of_new_backend() {
         .iter()
         .map(|(n, b)| (*n, b.addr.to_string()))
         .collect();
-    let four = fill(&HASH_CONFIG.replace("EXTRA", ""), &vals);
+    let four = fill(&hash_config().replace("EXTRA", ""), &vals);
     let five = fill(
-        &HASH_CONFIG.replace("EXTRA", r#"{ id = "b5", address = "{b5}" },"#),
+        &hash_config().replace("EXTRA", r#"{ id = "b5", address = "{b5}" },"#),
         &vals,
     );
     let (proxy, addr) = start_proxy(&four).await;

@@ -2,8 +2,6 @@
 //! in an absolute-form target, and upgrade tokens other than websocket.
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 
 async fn setup() -> (
@@ -12,22 +10,7 @@ async fn setup() -> (
     std::sync::Arc<rampart_proxy::Proxy>,
 ) {
     let b = TestBackend::start("b").await;
-    let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
-backends = [{ address = "{b}" }]
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
-"#,
-        &HashMap::from([("b", b.addr.to_string())]),
-    );
+    let config = one_pool_config(&format!("backends = [{{ address = \"{}\" }}]", b.addr), "");
     let (proxy, addr) = start_proxy(&config).await;
     (b, addr, proxy)
 }

@@ -76,20 +76,13 @@ async fn killed_backend_leaves_after_fall_and_returns_after_rise() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
     let config = fill(
-        &r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 backends = [{ id = "a", address = "{a}" }, { id = "b", address = "{b}" }]
 health_check = CHECK
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
-"#
+"#,
+            "",
+        )
         .replace("CHECK", CHECK),
         &values(&[("a", &a), ("b", &b)]),
     );
@@ -206,20 +199,13 @@ async fn tcp_check_detects_killed_and_restarted_backend() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
     let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 backends = [{ id = "a", address = "{a}" }, { id = "b", address = "{b}" }]
 health_check = { kind = "tcp", interval = "200ms", timeout = "150ms", fall = 2, rise = 2 }
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
 "#,
+            "",
+        ),
         &values(&[("a", &a), ("b", &b)]),
     );
     let (proxy, addr) = start_proxy(&config).await;
@@ -246,24 +232,17 @@ async fn backup_serves_only_while_all_primaries_are_down() {
     let p2 = TestBackend::start("p2").await;
     let bk = TestBackend::start("bk").await;
     let config = fill(
-        &r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 backends = [
   { id = "p1", address = "{p1}" },
   { id = "p2", address = "{p2}" },
   { id = "bk", address = "{bk}", backup = true },
 ]
 health_check = CHECK
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
-"#
+"#,
+            "",
+        )
         .replace("CHECK", CHECK),
         &values(&[("p1", &p1), ("p2", &p2), ("bk", &bk)]),
     );
@@ -308,21 +287,14 @@ async fn passive_ejection_without_active_checks() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
     let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 backends = [{ id = "a", address = "{a}" }, { id = "b", address = "{b}" }]
 outlier = { consecutive_failures = 3, base_ejection = "2s" }
 retries = { attempts = 1 }
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
 "#,
+            "",
+        ),
         &values(&[("a", &a), ("b", &b)]),
     );
     let (proxy, addr) = start_proxy(&config).await;
@@ -380,20 +352,13 @@ async fn passive_ejection_of_killed_backend_is_invisible_to_clients() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
     let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 backends = [{ id = "a", address = "{a}" }, { id = "b", address = "{b}" }]
 outlier = { consecutive_failures = 2, base_ejection = "1s" }
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
 "#,
+            "",
+        ),
         &values(&[("a", &a), ("b", &b)]),
     );
     let (proxy, addr) = start_proxy(&config).await;
@@ -436,21 +401,14 @@ async fn killing_a_backend_under_load_causes_no_client_errors() {
     let b = TestBackend::start("b").await;
     let c3 = TestBackend::start("c").await;
     let config = fill(
-        &r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 backends = [{ id = "a", address = "{a}" }, { id = "b", address = "{b}" }, { id = "c", address = "{c}" }]
 health_check = CHECK
 retries = { attempts = 3 }
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
-"#
+"#,
+            "",
+        )
         .replace("CHECK", CHECK),
         &values(&[("a", &a), ("b", &b), ("c", &c3)]),
     );
@@ -511,20 +469,15 @@ access_log = "off"
     assert!(!healthy(&proxy, "p", "b"));
 }
 
-const RETRY_CONFIG: &str = r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+fn retry_config() -> String {
+    one_pool_config(
+        r#"
 backends = [{ id = "a", address = "{a}" }, { id = "b", address = "{b}" }]
 retries = RETRIES
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
-"#;
+"#,
+        "",
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_with_body_is_not_retried_get_is() {
@@ -532,7 +485,7 @@ async fn post_with_body_is_not_retried_get_is() {
     let b = TestBackend::start("b").await;
     a.state.status.store(503, Ordering::SeqCst);
     let config = fill(
-        &RETRY_CONFIG.replace("RETRIES", "{ attempts = 3, on_status = [503] }"),
+        &retry_config().replace("RETRIES", "{ attempts = 3, on_status = [503] }"),
         &values(&[("a", &a), ("b", &b)]),
     );
     let (_proxy, addr) = start_proxy(&config).await;
@@ -574,7 +527,7 @@ async fn exhausted_retry_budget_means_no_retries() {
     let b = TestBackend::start("b").await;
     a.state.status.store(503, Ordering::SeqCst);
     let config = fill(
-        &RETRY_CONFIG.replace(
+        &retry_config().replace(
             "RETRIES",
             "{ attempts = 3, on_status = [503], budget_percent = 0, min_per_second = 0 }",
         ),
@@ -612,7 +565,7 @@ async fn retry_on_status_without_another_backend_returns_the_upstream_answer() {
     a.state.status.store(503, Ordering::SeqCst);
     b.state.status.store(503, Ordering::SeqCst);
     let config = fill(
-        &RETRY_CONFIG.replace("RETRIES", "{ attempts = 3, on_status = [503] }"),
+        &retry_config().replace("RETRIES", "{ attempts = 3, on_status = [503] }"),
         &values(&[("a", &a), ("b", &b)]),
     );
     let (_proxy, addr) = start_proxy(&config).await;

@@ -2,30 +2,18 @@
 //! oversized chunked bodies must not get a healthy backend ejected.
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_body_errors_do_not_eject_backends() {
     let b = TestBackend::start("b").await;
-    let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
-backends = [{ id = "only", address = "{b}" }]
-outlier = { consecutive_failures = 2, base_ejection = "30s", max_ejected_percent = 100 }
-[[routes]]
-name = "all"
-pool = "p"
-max_body = "1KiB"
-[observability]
-access_log = "off"
-"#,
-        &HashMap::from([("b", b.addr.to_string())]),
+    let config = one_pool_config(
+        &format!(
+            "backends = [{{ id = \"only\", address = \"{}\" }}]\n\
+             outlier = {{ consecutive_failures = 2, base_ejection = \"30s\", max_ejected_percent = 100 }}",
+            b.addr
+        ),
+        "max_body = \"1KiB\"",
     );
     let (proxy, addr) = start_proxy(&config).await;
     let chunk = "x".repeat(1500);

@@ -1,29 +1,17 @@
 mod common;
 
-use std::collections::HashMap;
-
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxies_to_backends_round_robin() {
     let a = TestBackend::start("a").await;
     let b = TestBackend::start("b").await;
-    let values = HashMap::from([("a", a.addr.to_string()), ("b", b.addr.to_string())]);
-    let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
-backends = [{ address = "{a}" }, { address = "{b}" }]
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
-"#,
-        &values,
+    let config = one_pool_config(
+        &format!(
+            "backends = [{{ address = \"{}\" }}, {{ address = \"{}\" }}]",
+            a.addr, b.addr
+        ),
+        "",
     );
     let (_proxy, addr) = start_proxy(&config).await;
     let c = client();

@@ -335,22 +335,15 @@ async fn proxy_to_tls_backend(
         ("protocol", protocol.to_string()),
     ]);
     let config = fill(
-        r#"
-[[listeners]]
-name = "web"
-address = "127.0.0.1:0"
-[[pools]]
-name = "p"
+        &one_pool_config(
+            r#"
 protocol = "{protocol}"
 backends = [{ address = "{b}" }]
 tls = { ca = "{ca}", server_name = "backend.test" }
 retries = { attempts = 1 }
-[[routes]]
-name = "all"
-pool = "p"
-[observability]
-access_log = "off"
 "#,
+            "",
+        ),
         &values,
     );
     start_proxy(&config).await

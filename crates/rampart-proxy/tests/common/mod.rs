@@ -786,3 +786,15 @@ pub async fn spread(
     }
     all
 }
+
+/// A config with one listener `web` on 127.0.0.1:0, one catch-all route `all` to pool `p`
+/// and no access log; `pool` is the body of the `[[pools]]` table after `name = "p"`, and
+/// `route` extra keys of the route (e.g. `max_body = "1KiB"`).
+pub fn one_pool_config(pool: &str, route: &str) -> String {
+    format!(
+        "[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:0\"\n\
+         [[pools]]\nname = \"p\"\n{pool}\n\
+         [[routes]]\nname = \"all\"\npool = \"p\"\n{route}\n\
+         [observability]\naccess_log = \"off\"\n"
+    )
+}
