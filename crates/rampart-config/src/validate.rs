@@ -193,6 +193,22 @@ impl Ctx<'_> {
         }
     }
 
+    /// A size with an upper bound; larger values are errors, not silently capped.
+    fn size_at_most(
+        &mut self,
+        path: &FieldPath,
+        value: &Option<String>,
+        default: u64,
+        max: u64,
+    ) -> u64 {
+        let n = self.size(path, value, default);
+        if n > max {
+            self.error(path, format!("{n} bytes is more than the maximum of {max}"));
+            return default;
+        }
+        n
+    }
+
     fn int(
         &mut self,
         path: &FieldPath,
@@ -601,13 +617,12 @@ fn build_limits(
             d.header_read_timeout,
         ),
         idle_timeout: ctx.duration(&path.key("idle_timeout"), &raw.idle_timeout, d.idle_timeout),
-        max_header_bytes: ctx
-            .size(
-                &path.key("max_header_bytes"),
-                &raw.max_header_bytes,
-                d.max_header_bytes as u64,
-            )
-            .clamp(0, 1 << 20) as usize,
+        max_header_bytes: ctx.size_at_most(
+            &path.key("max_header_bytes"),
+            &raw.max_header_bytes,
+            d.max_header_bytes as u64,
+            1 << 20,
+        ) as usize,
         max_headers: ctx.int(
             &path.key("max_headers"),
             raw.max_headers,
@@ -615,13 +630,12 @@ fn build_limits(
             1,
             1000,
         ) as usize,
-        max_uri_bytes: ctx
-            .size(
-                &path.key("max_uri_bytes"),
-                &raw.max_uri_bytes,
-                d.max_uri_bytes as u64,
-            )
-            .clamp(0, 1 << 20) as usize,
+        max_uri_bytes: ctx.size_at_most(
+            &path.key("max_uri_bytes"),
+            &raw.max_uri_bytes,
+            d.max_uri_bytes as u64,
+            1 << 20,
+        ) as usize,
         max_connections: ctx.int(
             &path.key("max_connections"),
             raw.max_connections,

@@ -128,3 +128,12 @@ fn admin_requires_token_and_loopback() {
     assert!(e.contains("not loopback"), "{e}");
     assert!(e.contains("bearer token"), "{e}");
 }
+
+#[test]
+fn header_limits_above_the_maximum_are_errors() {
+    let text = format!(
+        "{GOOD}\n[[listeners]]\nname = \"big\"\naddress = \"127.0.0.1:9\"\nlimits = {{ max_header_bytes = \"2MiB\" }}\n"
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("listeners[1].limits.max_header_bytes: 2097152 bytes is more than the maximum of 1048576"), "{e}");
+}
