@@ -8,6 +8,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::h1client::H1Body;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Error from a client body that went over its route's limit.
 #[derive(Debug, thiserror::Error)]
 #[error("request body exceeds the limit of {limit} bytes")]
@@ -91,11 +95,50 @@ pub trait BodyFinish: Send + Sync + 'static {
     fn finish(self: Box<Self>, bytes: u64, complete: bool);
 }
 
+/// A response body streamed from an upstream: HTTP/1.1 (read in the request's task) or
+/// HTTP/2 (a hyper stream).
+// Not boxed: the body moves once, into the server connection; a box would cost an allocation
+// per response.
+#[allow(clippy::large_enum_variant)]
+pub enum UpstreamBody {
+    H1(H1Body),
+    H2(Incoming),
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
+            UpstreamBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::H2(b) => b.size_hint(),
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A response on its way to the client: either streamed from an upstream or made locally.
     pub struct ResponseBody {
         #[pin]
-        upstream: Option<Incoming>,
+        upstream: Option<UpstreamBody>,
         local: Option<Bytes>,
         bytes: u64,
         on_finish: Option<Box<dyn BodyFinish>>,
@@ -116,7 +159,7 @@ pin_project_lite::pin_project! {
 }
 
 impl ResponseBody {
-    pub fn upstream(body: Incoming, on_finish: Option<Box<dyn BodyFinish>>) -> Self {
+    pub fn upstream(body: UpstreamBody, on_finish: Option<Box<dyn BodyFinish>>) -> Self {
         ResponseBody {
             upstream: Some(body),
             local: None,
@@ -160,7 +203,7 @@ impl BodyFinish for Chain {
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,

@@ -12,13 +12,16 @@ use rampart_config::{HealthCheck, HealthCheckKind};
 use tokio::task::JoinHandle;
 
 use crate::Shared;
-use crate::body::RequestBody;
+use crate::body::{RequestBody, UpstreamBody};
+use crate::h1client;
 use crate::metrics::{BackendLabels, BackendOutcomeLabels};
 use crate::runtime::Runtime;
 use crate::upstream::{Endpoint, Sender};
 
 /// Largest response body read when matching `expect_body`.
 const MAX_CHECK_BODY: usize = 64 * 1024;
+
+const USER_AGENT: &str = "rampart-health-check";
 
 /// Starts the check tasks for a runtime. The caller aborts them when the runtime is replaced.
 pub fn spawn_checks(shared: &Arc<Shared>, rt: &Arc<Runtime>) -> Vec<JoinHandle<()>> {
@@ -113,29 +116,42 @@ async fn probe(endpoint: &Endpoint, check: &HealthCheck, authority: &str) -> Res
                 .await
                 .map_err(|e| e.detail)?;
             let host = host.clone().unwrap_or_else(|| authority.to_string());
-            let mut req = Request::builder()
-                .method(method.clone())
-                .header("user-agent", "rampart-health-check")
-                .body(RequestBody::empty())
-                .map_err(|e| e.to_string())?;
             let resp = match sender {
-                Sender::H1(mut s) => {
-                    *req.uri_mut() = path.parse().map_err(|_| "invalid check path".to_string())?;
-                    req.headers_mut().insert(
+                Sender::H1(conn) => {
+                    let mut headers = http::HeaderMap::new();
+                    headers.insert(
                         header::HOST,
                         host.parse().map_err(|_| "invalid check host".to_string())?,
                     );
-                    req.headers_mut()
-                        .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-                    s.send_request(req).await.map_err(|e| e.to_string())?
+                    headers.insert(
+                        header::USER_AGENT,
+                        http::HeaderValue::from_static(USER_AGENT),
+                    );
+                    headers.insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+                    let head = h1client::RequestHead {
+                        method,
+                        target: path,
+                        headers: &headers,
+                    };
+                    h1client::send(conn, head, None, None)
+                        .await
+                        .map_err(|e| e.error.detail)?
+                        .map(UpstreamBody::H1)
                 }
                 Sender::H2(mut s) => {
                     let scheme = if endpoint.is_tls() { "https" } else { "http" };
-                    *req.uri_mut() = format!("{scheme}://{host}{path}")
-                        .parse()
+                    let mut req = Request::builder()
+                        .method(method.clone())
+                        .uri(format!("{scheme}://{host}{path}"))
+                        .header(header::USER_AGENT, USER_AGENT)
+                        .body(RequestBody::empty())
                         .map_err(|_| "invalid check URL".to_string())?;
+                    req.headers_mut().remove(header::HOST);
                     s.ready().await.map_err(|e| e.to_string())?;
-                    s.send_request(req).await.map_err(|e| e.to_string())?
+                    s.send_request(req)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map(UpstreamBody::H2)
                 }
             };
             let status = resp.status().as_u16();
@@ -156,7 +172,7 @@ async fn probe(endpoint: &Endpoint, check: &HealthCheck, authority: &str) -> Res
     }
 }
 
-async fn read_limited(mut body: hyper::body::Incoming) -> Result<Bytes, String> {
+async fn read_limited(mut body: UpstreamBody) -> Result<Bytes, String> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;

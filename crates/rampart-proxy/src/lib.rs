@@ -11,6 +11,7 @@
 pub mod accesslog;
 pub mod body;
 pub mod error;
+pub mod h1client;
 pub mod headers;
 pub mod health;
 pub mod metrics;

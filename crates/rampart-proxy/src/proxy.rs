@@ -18,8 +18,9 @@ use rampart_config::{HashKey, SameSite, Sticky};
 
 use crate::Shared;
 use crate::accesslog::{AccessRecord, now_rfc3339};
-use crate::body::{BodyFinish, BodyTooLarge, RequestBody, ResponseBody};
+use crate::body::{BodyFinish, BodyTooLarge, RequestBody, ResponseBody, UpstreamBody};
 use crate::error::{ErrorKind, ProxyError};
+use crate::h1client::{self, SendError};
 use crate::headers;
 use crate::metrics::{BackendLabels, ErrorLabels};
 use crate::phase::ConnInfo;
@@ -195,23 +196,14 @@ impl BodyFinish for LogOnFinish {
     }
 }
 
-/// Returns the upstream connection to its pool and ends the in-flight count when the response
-/// body is done; then runs the next finisher (the access log).
+/// Ends the backend's in-flight count when the response body is done. (An HTTP/1.1 connection
+/// returns to its pool from the body itself, as soon as the last byte is read.)
 struct UpstreamFinish {
-    sender: Option<(
-        Arc<crate::upstream::Endpoint>,
-        hyper::client::conn::http1::SendRequest<RequestBody>,
-    )>,
     _in_flight: balance::InFlight,
 }
 
 impl BodyFinish for UpstreamFinish {
-    fn finish(self: Box<Self>, bytes: u64, complete: bool) {
-        let _ = bytes;
-        if complete && let Some((endpoint, sender)) = self.sender {
-            endpoint.checkin(sender);
-        }
-    }
+    fn finish(self: Box<Self>, _bytes: u64, _complete: bool) {}
 }
 
 fn attach_log(
@@ -467,31 +459,39 @@ async fn proxy(
         let endpoint = &pool.endpoints[backend];
         let attempt_start = now;
 
-        let connect_timeout = bounded(pool.config.timeouts.connect, deadline, now)?;
-        let sender = match endpoint.checkout(connect_timeout, upgrade).await {
-            Ok(s) => s,
-            Err(e) => {
-                record_outcome(shared, pool, backend, attempt_start.elapsed(), false);
-                last_error = Some(e);
-                continue;
+        let header_timeout = route_timeout.unwrap_or(pool.config.timeouts.response_header);
+        let mut fresh = upgrade;
+        let sent = loop {
+            let connect_timeout = bounded(pool.config.timeouts.connect, deadline, Instant::now())?;
+            let sender = match endpoint.checkout(connect_timeout, fresh).await {
+                Ok(s) => s,
+                Err(e) => break Err(SendError::unsent(e, body.take())),
+            };
+            let Some(this_body) = body.take() else {
+                return Err(last_error.unwrap_or_else(|| {
+                    ProxyError::new(ErrorKind::Internal, "request body already consumed")
+                }));
+            };
+            let header_timeout = bounded(header_timeout, deadline, Instant::now())?;
+            let result = send(sender, &parts, this_body, endpoint, header_timeout).await;
+            match result {
+                // A reused connection the upstream had closed while idle: try once more on a
+                // fresh connection to the same backend when the request can be sent again.
+                Err(e)
+                    if e.stale
+                        && !fresh
+                        && (e.returned.is_some() || (replayable && idempotent)) =>
+                {
+                    fresh = true;
+                    body = Some(e.returned.unwrap_or_else(RequestBody::empty));
+                    continue;
+                }
+                other => break other,
             }
         };
-        let Some(this_body) = body.take() else {
-            break;
-        };
-        let upstream_req = build_upstream_request(
-            &parts,
-            this_body,
-            endpoint.protocol(),
-            endpoint.is_tls(),
-            &pool.config.backends[backend],
-        )?;
-        let header_timeout = route_timeout.unwrap_or(pool.config.timeouts.response_header);
-        let header_timeout = bounded(header_timeout, deadline, now)?;
-        let sent = send(sender, upstream_req, header_timeout).await;
         let latency = attempt_start.elapsed();
         match sent {
-            Ok((mut resp, h1_sender)) => {
+            Ok(mut resp) => {
                 let status = resp.status();
                 let retry_status = pool.config.retries.on_status.contains(&status.as_u16());
                 record_outcome(shared, pool, backend, latency, !status.is_server_error());
@@ -515,12 +515,14 @@ async fn proxy(
                 }
                 outcome.upstream_time = Some(latency);
                 if status == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(client_upgrade) = client_upgrade {
-                        let upstream_upgrade = hyper::upgrade::on(&mut resp);
-                        tokio::spawn(bridge_upgrade(client_upgrade, upstream_upgrade, in_flight));
-                    }
                     headers::remove_hop_by_hop(resp.headers_mut(), true);
-                    let (parts, _) = resp.into_parts();
+                    let (parts, upstream_body) = resp.into_parts();
+                    if let (Some(client_upgrade), UpstreamBody::H1(b)) =
+                        (client_upgrade, upstream_body)
+                        && let Some((io, early)) = b.into_upgraded()
+                    {
+                        tokio::spawn(bridge_upgrade(client_upgrade, io, early, in_flight));
+                    }
                     return Ok(Response::from_parts(parts, ResponseBody::empty()));
                 }
                 let set_cookie = sticky_cookie(shared, pool, backend, sticky_backend);
@@ -530,7 +532,6 @@ async fn proxy(
                     resp_parts.headers.append(header::SET_COOKIE, c);
                 }
                 let finish = Box::new(UpstreamFinish {
-                    sender: h1_sender.map(|s| (endpoint.clone(), s)),
                     _in_flight: in_flight,
                 });
                 return Ok(Response::from_parts(
@@ -538,9 +539,14 @@ async fn proxy(
                     ResponseBody::upstream(resp_body, Some(finish)),
                 ));
             }
-            Err(SendError { error, returned }) => {
-                // A client that aborts or oversends its body must not eject healthy backends.
-                if error.blame() == crate::error::Blame::Upstream {
+            Err(SendError {
+                error,
+                returned,
+                stale,
+            }) => {
+                // A client that aborts or oversends its body must not eject healthy backends,
+                // nor does a keep-alive race on a reused connection.
+                if error.blame() == crate::error::Blame::Upstream && !stale {
                     record_outcome(shared, pool, backend, latency, false);
                 }
                 if let Some(b) = returned {
@@ -621,106 +627,91 @@ fn record_outcome(
     }
 }
 
-fn build_upstream_request(
+/// The HTTP/2 form of the request: absolute URI from Host, no Host header.
+fn h2_request(
     parts: &http::request::Parts,
     body: RequestBody,
-    protocol: crate::upstream::Protocol,
     tls: bool,
-    backend: &rampart_config::Backend,
 ) -> Result<Request<RequestBody>, ProxyError> {
-    // A target that cannot be sent as-is (CONNECT authority-form, `*` towards HTTP/2) is refused
-    // rather than rewritten: a request must never reach another resource than it named.
-    let bad_target =
-        || ProxyError::new(ErrorKind::BadRequest, "request target cannot be forwarded");
-    let path_and_query = parts.uri.path_and_query().ok_or_else(bad_target)?.as_str();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .ok_or_else(bad_target)?;
+    let authority = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(bad_target)?;
+    let scheme = if tls { "https" } else { "http" };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.headers_mut() = parts.headers.clone();
-    match protocol {
-        crate::upstream::Protocol::Http1 => {
-            *req.version_mut() = Version::HTTP_11;
-            *req.uri_mut() = Uri::try_from(path_and_query).map_err(|_| bad_target())?;
-        }
-        crate::upstream::Protocol::Http2 => {
-            *req.version_mut() = Version::HTTP_2;
-            let authority = parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-                .unwrap_or_else(|| backend.authority());
-            let scheme = if tls { "https" } else { "http" };
-            if !path_and_query.starts_with('/') {
-                return Err(bad_target());
-            }
-            *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path_and_query}"))
-                .map_err(|_| bad_target())?;
-            req.headers_mut().remove(header::HOST);
-        }
-    }
+    *req.version_mut() = Version::HTTP_2;
+    *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path_and_query}"))
+        .map_err(|_| bad_target())?;
+    req.headers_mut().remove(header::HOST);
     Ok(req)
 }
 
-struct SendError {
-    error: ProxyError,
-    /// The body when the request never left (safe to send elsewhere).
-    returned: Option<RequestBody>,
+/// A target that cannot be sent as-is (CONNECT authority-form, `*` towards HTTP/2) is refused
+/// rather than rewritten: a request must never reach another resource than it named.
+fn bad_target() -> ProxyError {
+    ProxyError::new(ErrorKind::BadRequest, "request target cannot be forwarded")
 }
 
-type SentResponse = (
-    Response<Incoming>,
-    Option<hyper::client::conn::http1::SendRequest<RequestBody>>,
-);
-
+/// Sends the request on `sender` and waits (at most `header_timeout`) for the response head.
 async fn send(
     sender: Sender,
-    req: Request<RequestBody>,
+    parts: &http::request::Parts,
+    body: RequestBody,
+    endpoint: &Arc<crate::upstream::Endpoint>,
     header_timeout: Duration,
-) -> Result<SentResponse, SendError> {
+) -> Result<Response<UpstreamBody>, SendError> {
     match sender {
-        Sender::H1(mut s) => {
-            let fut = s.try_send_request(req);
-            match tokio::time::timeout(header_timeout, fut).await {
-                Err(_) => Err(SendError {
-                    error: ProxyError::new(
-                        ErrorKind::UpstreamTimeout,
-                        format!("no response head within {header_timeout:?}"),
-                    ),
-                    returned: None,
-                }),
-                Ok(Ok(resp)) => Ok((resp, Some(s))),
-                Ok(Err(mut e)) => {
-                    let returned = e.take_message().map(|r| r.into_body());
-                    Err(SendError {
-                        error: classify(e.into_error(), returned.is_some()),
-                        returned,
-                    })
-                }
-            }
+        Sender::H1(conn) => {
+            let Some(target) = parts.uri.path_and_query().map(|p| p.as_str()) else {
+                return Err(SendError::unsent(bad_target(), Some(body)));
+            };
+            let head = h1client::RequestHead {
+                method: &parts.method,
+                target,
+                headers: &parts.headers,
+            };
+            let body = (!body.is_end_stream()).then_some(body);
+            let exchange = h1client::send(conn, head, body, Some(endpoint.clone()));
+            h1client::with_timeout(header_timeout, exchange)
+                .await
+                .map(|r| r.map(UpstreamBody::H1))
         }
         Sender::H2(mut s) => {
+            let req = match h2_request(parts, body, endpoint.is_tls()) {
+                Ok(r) => r,
+                Err(e) => return Err(SendError::unsent(e, None)),
+            };
             if s.ready().await.is_err() {
-                return Err(SendError {
-                    error: ProxyError::new(ErrorKind::ConnectFailed, "HTTP/2 connection closed"),
-                    returned: Some(req.into_body()),
-                });
+                return Err(SendError::unsent(
+                    ProxyError::new(ErrorKind::ConnectFailed, "HTTP/2 connection closed"),
+                    Some(req.into_body()),
+                ));
             }
             let fut = s.try_send_request(req);
             match tokio::time::timeout(header_timeout, fut).await {
-                Err(_) => Err(SendError {
-                    error: ProxyError::new(
+                Err(_) => Err(SendError::unsent(
+                    ProxyError::new(
                         ErrorKind::UpstreamTimeout,
                         format!("no response head within {header_timeout:?}"),
                     ),
-                    returned: None,
-                }),
-                Ok(Ok(resp)) => Ok((resp, None)),
+                    None,
+                )),
+                Ok(Ok(resp)) => Ok(resp.map(UpstreamBody::H2)),
                 Ok(Err(mut e)) => {
                     let returned = e.take_message().map(|r| r.into_body());
-                    Err(SendError {
-                        error: classify(e.into_error(), returned.is_some()),
+                    Err(SendError::unsent(
+                        classify(e.into_error(), returned.is_some()),
                         returned,
-                    })
+                    ))
                 }
             }
         }
@@ -748,17 +739,21 @@ fn classify(e: hyper::Error, not_sent: bool) -> ProxyError {
 }
 
 /// Copies bytes both ways after a 101; the backend counts the tunnel as in flight until it ends.
+/// `early` holds bytes the upstream sent right after its 101 head.
 async fn bridge_upgrade(
     client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
+    mut upstream: h1client::Io,
+    early: Bytes,
     _in_flight: balance::InFlight,
 ) {
-    let (client, upstream) = match tokio::join!(client, upstream) {
-        (Ok(c), Ok(u)) => (c, u),
-        _ => return,
+    use tokio::io::AsyncWriteExt;
+    let Ok(client) = client.await else {
+        return;
     };
     let mut client = hyper_util::rt::TokioIo::new(client);
-    let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+    if !early.is_empty() && client.write_all(&early).await.is_err() {
+        return;
+    }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
 

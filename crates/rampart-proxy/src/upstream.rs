@@ -1,20 +1,21 @@
 //! Connections to backends: TCP (and TLS) connect with a timeout, HTTP/1.1 connection pooling
-//! (idle senders kept per endpoint, last-in first-out) and one shared HTTP/2 connection per
-//! endpoint. Endpoints live in a registry that outlives config reloads, so a reload keeps
+//! (idle connections kept per endpoint, last-in first-out; requests run on them with the
+//! in-task client of `h1client`) and one shared HTTP/2 connection per endpoint. Endpoints live in a registry that outlives config reloads, so a reload keeps
 //! warm connections.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
 use crate::error::{ErrorKind, ProxyError};
+use crate::h1client::{H1Conn, Io};
 
 /// TLS settings for one upstream endpoint.
 #[derive(Clone)]
@@ -33,13 +34,8 @@ pub enum Protocol {
 
 /// A ready connection to send one request on.
 pub enum Sender {
-    H1(http1::SendRequest<RequestBody>),
+    H1(H1Conn),
     H2(http2::SendRequest<RequestBody>),
-}
-
-struct Idle {
-    sender: http1::SendRequest<RequestBody>,
-    since: Instant,
 }
 
 /// One backend address with its pooled connections.
@@ -48,9 +44,9 @@ pub struct Endpoint {
     port: u16,
     protocol: Protocol,
     tls: Option<UpstreamTlsTarget>,
-    /// Idle connections in shards by worker thread: a request reuses a connection whose task
-    /// most likely runs on its own thread, avoiding cross-thread wake-ups.
-    idle: Vec<Mutex<Vec<Idle>>>,
+    /// Idle connections in shards by worker thread: a request reuses a connection registered
+    /// with its own thread's I/O most of the time.
+    idle: Vec<Mutex<Vec<H1Conn>>>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     /// Serialises HTTP/2 connection establishment so concurrent requests share one connection.
     h2_connecting: tokio::sync::Mutex<()>,
@@ -76,25 +72,9 @@ impl Endpoint {
         match self.protocol {
             Protocol::Http1 => {
                 if !fresh {
-                    // At most one short wait for a connection that is about to become idle, so
-                    // the pool never holds a request longer than a connect would.
-                    let mut waited = false;
-                    while let Some(mut idle) = self.pop_idle() {
-                        if idle.sender.is_closed() || idle.since.elapsed() > self.idle_timeout {
-                            continue;
-                        }
-                        if idle.sender.is_ready() {
-                            return Ok(Sender::H1(idle.sender));
-                        }
-                        if waited {
-                            continue;
-                        }
-                        waited = true;
-                        // Just returned after its response ended: the connection task needs a
-                        // moment to become idle.
-                        let wait = connect_timeout.min(Duration::from_millis(100));
-                        if let Ok(Ok(())) = tokio::time::timeout(wait, idle.sender.ready()).await {
-                            return Ok(Sender::H1(idle.sender));
+                    while let Some(mut conn) = self.pop_idle() {
+                        if conn.idle_since.elapsed() <= self.idle_timeout && conn.idle_usable() {
+                            return Ok(Sender::H1(conn));
                         }
                     }
                 }
@@ -116,14 +96,8 @@ impl Endpoint {
         }
     }
 
-    async fn open_h1(
-        &self,
-        connect_timeout: Duration,
-    ) -> Result<http1::SendRequest<RequestBody>, ProxyError> {
-        match self.connect(connect_timeout).await? {
-            Stream::Plain(s) => self.handshake_h1(TokioIo::new(s)).await,
-            Stream::Tls(s) => self.handshake_h1(TokioIo::new(*s)).await,
-        }
+    async fn open_h1(&self, connect_timeout: Duration) -> Result<H1Conn, ProxyError> {
+        Ok(H1Conn::new(self.connect(connect_timeout).await?))
     }
 
     async fn open_h2(
@@ -135,8 +109,8 @@ impl Endpoint {
             return Ok(s);
         }
         let sender = match self.connect(connect_timeout).await? {
-            Stream::Plain(s) => self.handshake_h2(TokioIo::new(s)).await?,
-            Stream::Tls(s) => self.handshake_h2(TokioIo::new(*s)).await?,
+            Io::Plain(s) => self.handshake_h2(TokioIo::new(s)).await?,
+            Io::Tls(s) => self.handshake_h2(TokioIo::new(*s)).await?,
         };
         *self.h2.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         Ok(sender)
@@ -154,7 +128,7 @@ impl Endpoint {
         }
     }
 
-    fn pop_idle(&self) -> Option<Idle> {
+    fn pop_idle(&self) -> Option<H1Conn> {
         let home = shard_of_current_thread(self.idle.len());
         (0..self.idle.len())
             .map(|i| (home + i) % self.idle.len())
@@ -162,17 +136,11 @@ impl Endpoint {
     }
 
     /// Returns an HTTP/1.1 connection whose response has been read completely.
-    pub fn checkin(&self, sender: http1::SendRequest<RequestBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn checkin(&self, conn: H1Conn) {
         let shard = shard_of_current_thread(self.idle.len());
         let mut idle = self.idle[shard].lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < self.max_idle.div_ceil(self.idle.len()) {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            idle.push(conn);
         }
     }
 
@@ -188,7 +156,7 @@ impl Endpoint {
         self.connect(timeout).await.map(drop)
     }
 
-    async fn connect(&self, timeout: Duration) -> Result<Stream, ProxyError> {
+    async fn connect(&self, timeout: Duration) -> Result<Io, ProxyError> {
         let authority = format!("{}:{}", self.host, self.port);
         let attempt = async {
             let addrs: Vec<SocketAddr> = match self.host.parse::<std::net::IpAddr>() {
@@ -228,7 +196,7 @@ impl Endpoint {
             )
         })??;
         match &self.tls {
-            None => Ok(Stream::Plain(tcp)),
+            None => Ok(Io::Plain(tcp)),
             Some(t) => {
                 let connector = tokio_rustls::TlsConnector::from(t.config.clone());
                 let tls =
@@ -246,27 +214,9 @@ impl Endpoint {
                                 format!("TLS handshake with {authority}: {e}"),
                             )
                         })?;
-                Ok(Stream::Tls(Box::new(tls)))
+                Ok(Io::Tls(Box::new(tls)))
             }
         }
-    }
-
-    async fn handshake_h1<I>(&self, io: I) -> Result<http1::SendRequest<RequestBody>, ProxyError>
-    where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(|e| {
-            ProxyError::new(
-                ErrorKind::UpstreamProtocol,
-                format!("HTTP/1.1 handshake: {e}"),
-            )
-        })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
     }
 
     async fn handshake_h2<I>(&self, io: I) -> Result<http2::SendRequest<RequestBody>, ProxyError>
@@ -319,11 +269,6 @@ async fn bounded<T>(
                 format!("no upstream connection within {limit:?}"),
             ))
         })
-}
-
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 /// Endpoints by (protocol, TLS identity, host, port), shared across config generations.
