@@ -148,8 +148,11 @@ pub struct RequestHead<'a> {
     pub method: &'a Method,
     /// Origin-form target (path and query).
     pub target: &'a str,
-    /// Header fields to send as they are (hop-by-hop fields already removed).
+    /// The client's header fields.
     pub headers: &'a HeaderMap,
+    /// Changes to them (hop-by-hop removal, forwarding headers); without one they are sent
+    /// as they are.
+    pub rewrite: Option<&'a crate::headers::Rewrite>,
 }
 
 /// A failed exchange.
@@ -236,11 +239,15 @@ impl<'a> Exchange<'a> {
         out.push(b' ');
         out.extend_from_slice(head.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        for (name, value) in head.headers {
+        let mut field = |name: &HeaderName, value: &HeaderValue| {
             out.extend_from_slice(name.as_str().as_bytes());
             out.extend_from_slice(b": ");
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
+        };
+        match head.rewrite {
+            Some(rewrite) => rewrite.fields(head.headers).for_each(|(n, v)| field(n, v)),
+            None => head.headers.iter().for_each(|(n, v)| field(n, v)),
         }
         if matches!(framing, RequestFraming::Chunked) {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");

@@ -88,11 +88,132 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Appends the client to `X-Forwarded-For` and `Forwarded`, and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host`. `client_value` is the client address as a header value (made once per
-/// connection); `host` the request's original Host.
-pub fn add_forwarding(
-    headers: &mut HeaderMap,
+/// The header changes for an upstream request, computed once per request and applied as the
+/// head is written (HTTP/1.1) or to a copy of the fields (HTTP/2), so the client's parsed
+/// header map is never edited on the request path. Fields named by the client's `Connection`
+/// header and hop-by-hop fields are dropped; fields set here replace any of the same name.
+pub struct Rewrite {
+    set: [Option<(HeaderName, HeaderValue)>; 8],
+    set_len: usize,
+    /// Names the client's `Connection` header nominates (rarely any).
+    nominated: Vec<HeaderName>,
+    keep_upgrade: bool,
+}
+
+impl Rewrite {
+    /// Starts from the client's fields; with `keep_upgrade`, `Upgrade` passes and
+    /// `Connection: upgrade` is sent (WebSocket hand-off).
+    pub fn new(headers: &HeaderMap, keep_upgrade: bool) -> Self {
+        let mut nominated = Vec::new();
+        for token in headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+        {
+            // `close` and `keep-alive` are options, not field names.
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+                && !(keep_upgrade && name == header::UPGRADE)
+            {
+                nominated.push(name);
+            }
+        }
+        let mut rewrite = Rewrite {
+            set: Default::default(),
+            set_len: 0,
+            nominated,
+            keep_upgrade,
+        };
+        if keep_upgrade {
+            rewrite.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        rewrite
+    }
+
+    /// Sends `name: value` in place of any client field of that name.
+    pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        if let Some(slot) = self.set[..self.set_len]
+            .iter_mut()
+            .flatten()
+            .find(|(n, _)| *n == name)
+        {
+            slot.1 = value;
+            return;
+        }
+        assert!(self.set_len < self.set.len(), "too many rewritten fields");
+        self.set[self.set_len] = Some((name, value));
+        self.set_len += 1;
+    }
+
+    /// Drops every client field of this name.
+    pub fn remove(&mut self, name: HeaderName) {
+        self.nominated.push(name);
+    }
+
+    /// The value this rewrite sends for `name`, if it sets one.
+    pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.set[..self.set_len]
+            .iter()
+            .flatten()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Whether a client field of this name is left out.
+    pub fn drops(&self, name: &HeaderName) -> bool {
+        is_hop_by_hop(name)
+            || (!self.keep_upgrade && name == header::UPGRADE)
+            || self.set[..self.set_len]
+                .iter()
+                .flatten()
+                .any(|(n, _)| n == name)
+            || self.nominated.iter().any(|n| n == name)
+    }
+
+    /// The fields to send: the client's that survive, then the ones set here.
+    pub fn fields<'a>(
+        &'a self,
+        client: &'a HeaderMap,
+    ) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> + 'a {
+        client.iter().filter(|(name, _)| !self.drops(name)).chain(
+            self.set[..self.set_len]
+                .iter()
+                .flatten()
+                .map(|(n, v)| (n, v)),
+        )
+    }
+
+    /// Applies the rewrite to a header map.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        let mut doomed: Vec<HeaderName> = Vec::new();
+        for name in headers.keys() {
+            if self.drops(name) && !doomed.contains(name) {
+                doomed.push(name.clone());
+            }
+        }
+        for name in &doomed {
+            headers.remove(name);
+        }
+        for (name, value) in self.set[..self.set_len].iter().flatten() {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For` and `Forwarded` (appending the client to what came in),
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` (never passing on a client-chosen one).
+/// `client_value` is the client address as a header value (made once per connection); `host`
+/// the request's original Host.
+pub fn forwarding(
+    rewrite: &mut Rewrite,
+    headers: &HeaderMap,
     client: IpAddr,
     client_value: &HeaderValue,
     tls: bool,
@@ -104,10 +225,11 @@ pub fn add_forwarding(
         Some(prev) if !prev.is_empty() => owned_value(format!("{prev}, {client_text}")),
         _ => Some(client_value.clone()),
     };
-    if let Some(v) = xff {
-        headers.insert(&X_FORWARDED_FOR, v);
+    match xff {
+        Some(v) => rewrite.set(X_FORWARDED_FOR.clone(), v),
+        None => rewrite.remove(X_FORWARDED_FOR.clone()),
     }
-    headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    rewrite.set(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     let mut element = String::with_capacity(64);
     let previous = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok());
     if let Some(prev) = previous.filter(|p| !p.is_empty()) {
@@ -125,28 +247,49 @@ pub fn add_forwarding(
     }
     element.push_str(";proto=");
     element.push_str(proto);
-    // Never pass on a client-chosen X-Forwarded-Host.
-    headers.remove(&X_FORWARDED_HOST);
-    if let Some(v) = host {
-        headers.insert(&X_FORWARDED_HOST, v.clone());
-        let h = v.as_bytes();
-        if h.iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(b))
-        {
-            element.push_str(";host=");
-            element.push_str(v.to_str().unwrap_or_default());
-        } else if h
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(b))
-        {
-            // A port or an IPv6 literal is not a token (RFC 7239 §4): quote it.
-            element.push_str(";host=\"");
-            element.push_str(v.to_str().unwrap_or_default());
-            element.push('"');
+    match host {
+        Some(v) => {
+            rewrite.set(X_FORWARDED_HOST.clone(), v.clone());
+            let h = v.as_bytes();
+            if h.iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(b))
+            {
+                element.push_str(";host=");
+                element.push_str(v.to_str().unwrap_or_default());
+            } else if h
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(b))
+            {
+                // A port or an IPv6 literal is not a token (RFC 7239 §4): quote it.
+                element.push_str(";host=\"");
+                element.push_str(v.to_str().unwrap_or_default());
+                element.push('"');
+            }
         }
+        None => rewrite.remove(X_FORWARDED_HOST.clone()),
     }
-    if let Some(v) = owned_value(element) {
-        headers.insert(header::FORWARDED, v);
+    match owned_value(element) {
+        Some(v) => rewrite.set(header::FORWARDED, v),
+        None => rewrite.remove(header::FORWARDED),
+    }
+}
+
+/// [`forwarding`] applied to a header map directly.
+#[cfg(test)]
+fn add_forwarding(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    client_value: &HeaderValue,
+    tls: bool,
+    host: Option<&HeaderValue>,
+) {
+    let mut rewrite = Rewrite::new(headers, false);
+    forwarding(&mut rewrite, headers, client, client_value, tls, host);
+    for (name, value) in rewrite.set[..rewrite.set_len].iter().flatten() {
+        headers.insert(name.clone(), value.clone());
+    }
+    for name in &rewrite.nominated {
+        headers.remove(name);
     }
 }
 
@@ -276,6 +419,47 @@ mod tests {
             h["forwarded"],
             "for=203.0.113.9, for=\"[2001:db8::1]\";proto=https;host=api.example.com"
         );
+    }
+
+    #[test]
+    fn rewrite_drops_hop_by_hop_and_replaces_set_fields() {
+        let h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("x-request-id", "client-chosen"),
+            ("x-keep", "yes"),
+            ("x-keep", "twice"),
+        ]);
+        let mut r = Rewrite::new(&h, false);
+        r.set(X_REQUEST_ID.clone(), HeaderValue::from_static("ours"));
+        r.set(X_REQUEST_ID.clone(), HeaderValue::from_static("ours-2"));
+        let sent: Vec<(String, String)> = r
+            .fields(&h)
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("x-keep".to_string(), "yes".to_string()),
+                ("x-keep".into(), "twice".into()),
+                ("x-request-id".into(), "ours-2".into()),
+            ]
+        );
+        let mut applied = h.clone();
+        r.apply(&mut applied);
+        assert_eq!(applied.len(), 3);
+        assert_eq!(applied["x-request-id"], "ours-2");
+
+        let up = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        let r = Rewrite::new(&up, true);
+        let sent: Vec<String> = r
+            .fields(&up)
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(sent, ["upgrade: websocket", "connection: upgrade"]);
     }
 
     #[test]

@@ -132,6 +132,7 @@ async fn probe(endpoint: &Endpoint, check: &HealthCheck, authority: &str) -> Res
                         method,
                         target: path,
                         headers: &headers,
+                        rewrite: None,
                     };
                     h1client::send(conn, head, None, None)
                         .await

@@ -21,6 +21,7 @@ pub mod router;
 pub mod runtime;
 pub mod server;
 pub mod upstream;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,6 +66,8 @@ pub enum ReloadError {
     },
     #[error("no config file to reload from")]
     NoConfigFile,
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// Status of one backend, for the admin API.
@@ -96,13 +99,14 @@ pub struct PoolStatus {
 struct ListenerHandle {
     address: SocketAddr,
     stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    /// One accept loop per worker.
+    tasks: Vec<JoinHandle<()>>,
 }
 
-/// Sockets bound for a new snapshot, not yet serving.
+/// Sockets bound for a new snapshot, not yet serving: one per worker for each listener.
 struct PreparedListeners {
     stale: Vec<String>,
-    bound: Vec<(String, SocketAddr, tokio::net::TcpListener)>,
+    bound: Vec<(String, SocketAddr, Vec<std::net::TcpListener>)>,
     deferred: Vec<(String, SocketAddr)>,
 }
 
@@ -124,6 +128,7 @@ pub struct Proxy {
     tracker: Arc<server::ConnTracker>,
     background: Mutex<Vec<JoinHandle<()>>>,
     metrics_address: Mutex<Option<SocketAddr>>,
+    workers: workers::Workers,
 }
 
 impl Proxy {
@@ -145,7 +150,13 @@ impl Proxy {
             None => rand::random::<[u8; 32]>().to_vec(),
         };
         let snapshot = Arc::new(snapshot);
-        let registry = upstream::Registry::default();
+        let threads = match snapshot.runtime.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let workers = workers::Workers::start(threads).map_err(ReloadError::Workers)?;
+        // One idle-connection shard per worker, plus one for callers off the data plane.
+        let registry = upstream::Registry::new(workers.len() + 1);
         let runtime = Runtime::build(snapshot.clone(), 1, None, &registry, &metrics)
             .map_err(ReloadError::Files)?;
         let access_log = build_access_log(&snapshot.observability.access_log, &metrics)
@@ -175,6 +186,7 @@ impl Proxy {
             tracker: Arc::new(server::ConnTracker::default()),
             background: Mutex::new(Vec::new()),
             metrics_address: Mutex::new(None),
+            workers,
         });
         {
             let mut control = proxy.control.lock().await;
@@ -368,12 +380,14 @@ impl Proxy {
                 prepared.deferred.push((l.name.clone(), l.address));
                 continue;
             }
-            let socket = server::bind(l.address).map_err(|error| ReloadError::Bind {
-                listener: l.name.clone(),
-                address: l.address,
-                error,
+            let sockets = server::bind_group(l.address, self.workers.len()).map_err(|error| {
+                ReloadError::Bind {
+                    listener: l.name.clone(),
+                    address: l.address,
+                    error,
+                }
             })?;
-            prepared.bound.push((l.name.clone(), l.address, socket));
+            prepared.bound.push((l.name.clone(), l.address, sockets));
         }
         Ok(prepared)
     }
@@ -384,7 +398,9 @@ impl Proxy {
         for name in prepared.stale {
             if let Some(h) = control.listeners.remove(&name) {
                 let _ = h.stop.send(true);
-                let _ = h.task.await;
+                for task in h.tasks {
+                    let _ = task.await;
+                }
                 self.addresses
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -393,33 +409,56 @@ impl Proxy {
         }
         let mut bound = prepared.bound;
         for (name, address) in prepared.deferred {
-            match server::bind(address) {
-                Ok(socket) => bound.push((name, address, socket)),
+            match server::bind_group(address, self.workers.len()) {
+                Ok(sockets) => bound.push((name, address, sockets)),
                 Err(error) => tracing::error!(listener = %name, %address, %error, "cannot listen"),
             }
         }
-        for (name, address, socket) in bound {
-            let local = socket.local_addr().unwrap_or(address);
-            let (stop, stop_rx) = watch::channel(false);
-            let task = tokio::spawn(server::accept_loop(
-                self.shared.clone(),
-                Arc::from(name.as_str()),
-                socket,
-                stop_rx,
-                self.shutdown_tx.subscribe(),
-                self.tracker.clone(),
-            ));
-            tracing::info!(listener = %name, address = %local, "listening");
+        for (name, address, sockets) in bound {
+            let local = sockets
+                .first()
+                .and_then(|s| s.local_addr().ok())
+                .unwrap_or(address);
+            let (stop, _) = watch::channel(false);
+            let name: Arc<str> = Arc::from(name.as_str());
+            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let tasks = sockets
+                .into_iter()
+                .enumerate()
+                .map(|(worker, socket)| {
+                    let shared = self.shared.clone();
+                    let name = name.clone();
+                    let stop = stop.subscribe();
+                    let shutdown = self.shutdown_tx.subscribe();
+                    let tracker = self.tracker.clone();
+                    let open = open.clone();
+                    self.workers.spawn(worker, async move {
+                        // Registered with this worker's I/O driver, so it must be made here.
+                        match tokio::net::TcpListener::from_std(socket) {
+                            Ok(listener) => {
+                                server::accept_loop(
+                                    shared, name, listener, open, stop, shutdown, tracker,
+                                )
+                                .await
+                            }
+                            Err(error) => {
+                                tracing::error!(listener = %name, %error, "cannot listen")
+                            }
+                        }
+                    })
+                })
+                .collect();
+            tracing::info!(listener = %name, address = %local, workers = self.workers.len(), "listening");
             self.addresses
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(name.clone(), local);
+                .insert(name.to_string(), local);
             control.listeners.insert(
-                name,
+                name.to_string(),
                 ListenerHandle {
                     address,
                     stop,
-                    task,
+                    tasks,
                 },
             );
         }
@@ -595,7 +634,9 @@ impl Proxy {
             let mut control = self.control.lock().await;
             for (_, h) in control.listeners.drain() {
                 let _ = h.stop.send(true);
-                let _ = h.task.await;
+                for task in h.tasks {
+                    let _ = task.await;
+                }
             }
             for t in control.health.drain(..) {
                 t.abort();

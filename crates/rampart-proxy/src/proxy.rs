@@ -265,7 +265,7 @@ async fn proxy(
     outcome: &mut Outcome,
     deadline: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let limits = rt
         .listeners
         .get(&*conn.listener)
@@ -370,19 +370,18 @@ async fn proxy(
         },
         None => parts.headers.get(header::HOST).cloned(),
     };
-    headers::remove_hop_by_hop(&mut parts.headers, upgrade);
-    headers::add_forwarding(
-        &mut parts.headers,
+    let mut rewrite = headers::Rewrite::new(&parts.headers, upgrade);
+    headers::forwarding(
+        &mut rewrite,
+        &parts.headers,
         conn.client.ip(),
         &conn.client_value,
         conn.tls,
         original_host.as_ref(),
     );
-    parts
-        .headers
-        .insert(&headers::X_REQUEST_ID, outcome.request_id.clone());
+    rewrite.set(headers::X_REQUEST_ID.clone(), outcome.request_id.clone());
     if let Some(v) = original_host {
-        parts.headers.insert(header::HOST, v);
+        rewrite.set(header::HOST, v);
     }
 
     let now = Instant::now();
@@ -473,7 +472,15 @@ async fn proxy(
                 }));
             };
             let header_timeout = bounded(header_timeout, deadline, Instant::now())?;
-            let result = send(sender, &parts, this_body, endpoint, header_timeout).await;
+            let result = send(
+                sender,
+                &parts,
+                &rewrite,
+                this_body,
+                endpoint,
+                header_timeout,
+            )
+            .await;
             match result {
                 // A reused connection the upstream had closed while idle: try once more on a
                 // fresh connection to the same backend when the request can be sent again.
@@ -630,6 +637,7 @@ fn record_outcome(
 /// The HTTP/2 form of the request: absolute URI from Host, no Host header.
 fn h2_request(
     parts: &http::request::Parts,
+    rewrite: &headers::Rewrite,
     body: RequestBody,
     tls: bool,
 ) -> Result<Request<RequestBody>, ProxyError> {
@@ -639,18 +647,20 @@ fn h2_request(
         .map(|p| p.as_str())
         .filter(|p| p.starts_with('/'))
         .ok_or_else(bad_target)?;
-    let authority = parts
-        .headers
+    let mut fields = parts.headers.clone();
+    rewrite.apply(&mut fields);
+    let authority = fields
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .ok_or_else(bad_target)?;
     let scheme = if tls { "https" } else { "http" };
+    let uri = Uri::try_from(format!("{scheme}://{authority}{path_and_query}"))
+        .map_err(|_| bad_target())?;
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
-    *req.headers_mut() = parts.headers.clone();
+    *req.headers_mut() = fields;
     *req.version_mut() = Version::HTTP_2;
-    *req.uri_mut() = Uri::try_from(format!("{scheme}://{authority}{path_and_query}"))
-        .map_err(|_| bad_target())?;
+    *req.uri_mut() = uri;
     req.headers_mut().remove(header::HOST);
     Ok(req)
 }
@@ -665,6 +675,7 @@ fn bad_target() -> ProxyError {
 async fn send(
     sender: Sender,
     parts: &http::request::Parts,
+    rewrite: &headers::Rewrite,
     body: RequestBody,
     endpoint: &Arc<crate::upstream::Endpoint>,
     header_timeout: Duration,
@@ -678,6 +689,7 @@ async fn send(
                 method: &parts.method,
                 target,
                 headers: &parts.headers,
+                rewrite: Some(rewrite),
             };
             let body = (!body.is_end_stream()).then_some(body);
             let exchange = h1client::send(conn, head, body, Some(endpoint.clone()));
@@ -686,7 +698,7 @@ async fn send(
                 .map(|r| r.map(UpstreamBody::H1))
         }
         Sender::H2(mut s) => {
-            let req = match h2_request(parts, body, endpoint.is_tls()) {
+            let req = match h2_request(parts, rewrite, body, endpoint.is_tls()) {
                 Ok(r) => r,
                 Err(e) => return Err(SendError::unsent(e, None)),
             };

@@ -19,6 +19,23 @@ use crate::phase::ConnInfo;
 
 /// Binds a listening socket with a deep backlog and SO_REUSEADDR.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::from_std(bind_std(addr, false)?)
+}
+
+/// Binds `count` sockets on one address with SO_REUSEPORT, one per worker; the kernel spreads
+/// new connections over them. With port 0 all take the port the first one got.
+pub fn bind_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let reuse_port = count > 1;
+    let first = bind_std(addr, reuse_port)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(bind_std(addr, reuse_port)?);
+    }
+    Ok(sockets)
+}
+
+fn bind_std(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4
     } else {
@@ -29,10 +46,13 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
-    TcpListener::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// Counts live client connections so shutdown can wait for them.
@@ -82,17 +102,18 @@ impl Drop for ConnGuard {
     }
 }
 
-/// Accepts connections until `stop` turns true; each connection is served in its own task and
-/// closed gracefully when `shutdown` turns true.
+/// Accepts connections until `stop` turns true; each connection is served in its own task (on
+/// this thread) and closed gracefully when `shutdown` turns true. `per_listener` counts the open
+/// connections of the listener across all its workers.
 pub async fn accept_loop(
     shared: Arc<Shared>,
     name: Arc<str>,
     listener: TcpListener,
+    per_listener: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
     tracker: Arc<ConnTracker>,
 ) {
-    let per_listener = Arc::new(AtomicUsize::new(0));
     let labels = ListenerLabels {
         listener: name.to_string(),
     };

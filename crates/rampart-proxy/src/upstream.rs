@@ -128,18 +128,28 @@ impl Endpoint {
         }
     }
 
+    /// An idle connection of this thread's shard. Other shards' connections are registered
+    /// with other threads' I/O drivers and are never borrowed.
     fn pop_idle(&self) -> Option<H1Conn> {
-        let home = shard_of_current_thread(self.idle.len());
-        (0..self.idle.len())
-            .map(|i| (home + i) % self.idle.len())
-            .find_map(|i| self.idle[i].lock().unwrap_or_else(|p| p.into_inner()).pop())
+        self.idle[self.shard()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+    }
+
+    fn shard(&self) -> usize {
+        let last = self.idle.len() - 1;
+        crate::workers::current().map_or(last, |w| w.min(last))
     }
 
     /// Returns an HTTP/1.1 connection whose response has been read completely.
     pub fn checkin(&self, conn: H1Conn) {
-        let shard = shard_of_current_thread(self.idle.len());
-        let mut idle = self.idle[shard].lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < self.max_idle.div_ceil(self.idle.len()) {
+        let mut idle = self.idle[self.shard()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // The pool's size is shared out among the worker shards.
+        let workers = (self.idle.len() - 1).max(1);
+        if idle.len() < self.max_idle.div_ceil(workers) {
             idle.push(conn);
         }
     }
@@ -243,19 +253,6 @@ impl Endpoint {
     }
 }
 
-/// Idle-pool shards per endpoint; more than the worker threads of a typical node.
-const IDLE_SHARDS: usize = 8;
-
-/// A small, stable number for the current thread, to pick an idle-pool shard.
-fn shard_of_current_thread(shards: usize) -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    SHARD.with(|s| *s % shards)
-}
-
 /// Runs a connection attempt under `limit`.
 async fn bounded<T>(
     limit: Duration,
@@ -272,9 +269,9 @@ async fn bounded<T>(
 }
 
 /// Endpoints by (protocol, TLS identity, host, port), shared across config generations.
-#[derive(Default)]
 pub struct Registry {
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
+    shards: usize,
 }
 
 pub struct EndpointSpec {
@@ -287,6 +284,15 @@ pub struct EndpointSpec {
 }
 
 impl Registry {
+    /// `shards`: idle-connection shards per endpoint, one per worker thread plus one for
+    /// everything else.
+    pub fn new(shards: usize) -> Self {
+        Registry {
+            endpoints: Mutex::new(HashMap::new()),
+            shards: shards.max(1),
+        }
+    }
+
     pub fn endpoint(&self, spec: EndpointSpec) -> Arc<Endpoint> {
         let key = format!(
             "{:?}|{}|{}|{}|{}|{:?}",
@@ -305,7 +311,7 @@ impl Registry {
                     port: spec.port,
                     protocol: spec.protocol,
                     tls: spec.tls,
-                    idle: (0..IDLE_SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+                    idle: (0..self.shards).map(|_| Mutex::new(Vec::new())).collect(),
                     h2: Mutex::new(None),
                     h2_connecting: tokio::sync::Mutex::new(()),
                     max_idle: spec.max_idle,

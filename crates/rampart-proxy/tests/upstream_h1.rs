@@ -157,7 +157,10 @@ async fn exchange_on_one_connection(
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").expect("size line");
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("size line");
         let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16)
             .expect("hex size");
         body = &body[line_end + 2..];

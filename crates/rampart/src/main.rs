@@ -76,7 +76,7 @@ fn check(path: &Path) -> ExitCode {
         }
     };
     // Certificates and keys are part of a valid config: load them as a reload would.
-    let registry = rampart_proxy::upstream::Registry::default();
+    let registry = rampart_proxy::upstream::Registry::new(1);
     match rampart_proxy::Runtime::build(
         Arc::new(snapshot),
         0,
@@ -113,19 +113,17 @@ pub(crate) fn init_logging(format: LogFormat) {
     };
 }
 
-/// Builds the tokio runtime sized by the config and runs until SIGTERM/SIGINT.
+/// Runs until SIGTERM/SIGINT. The data plane starts its own worker threads (`runtime.threads`);
+/// this runtime carries the control plane: signals, reloads, health checks, admin and metrics.
 pub(crate) fn run_blocking(
     snapshot: Snapshot,
     config_path: Option<PathBuf>,
     on_start: Option<OnStart>,
 ) -> ExitCode {
     init_logging(snapshot.observability.log_format);
-    let threads = match snapshot.runtime.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(1)
+        .thread_name("rampart-control")
         .enable_all()
         .build()
     {
