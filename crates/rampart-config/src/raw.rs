@@ -34,6 +34,14 @@ pub struct RawListener {
     pub h2c: Option<bool>,
     pub tls: Option<RawListenerTls>,
     pub limits: Option<RawListenerLimits>,
+    pub proxy_protocol: Option<RawProxyProtocolAccept>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawProxyProtocolAccept {
+    #[serde(default)]
+    pub trusted: Vec<String>,
+    pub required: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +122,7 @@ pub struct RawPool {
     pub timeouts: Option<RawPoolTimeouts>,
     pub retries: Option<RawRetries>,
     pub max_idle_per_backend: Option<i64>,
+    pub proxy_protocol: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

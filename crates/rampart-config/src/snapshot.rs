@@ -72,6 +72,34 @@ pub struct Listener {
     pub h2c: bool,
     pub tls: Option<ListenerTls>,
     pub limits: ListenerLimits,
+    /// Accept the PROXY protocol from these sources.
+    pub proxy_protocol: Option<ProxyProtocolAccept>,
+}
+
+/// PROXY protocol (v1 or v2) on a listener: sources in `trusted` send a header naming the
+/// real client (required unless `required` is false); a header from any other source gets the
+/// connection closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocolAccept {
+    pub trusted: Vec<ipnet::IpNet>,
+    pub required: bool,
+}
+
+impl ProxyProtocolAccept {
+    pub fn trusts(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// PROXY protocol version sent to upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    V1,
+    V2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +341,9 @@ pub struct Pool {
     pub timeouts: PoolTimeouts,
     pub retries: Retries,
     pub max_idle_per_backend: usize,
+    /// Send a PROXY protocol header on every upstream connection (which then serves one client
+    /// connection only).
+    pub send_proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

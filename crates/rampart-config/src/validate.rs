@@ -290,6 +290,33 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// An IPv4 or IPv6 network in CIDR notation; a bare address is a single host.
+fn parse_cidr(ctx: &mut Ctx<'_>, path: &FieldPath, text: &str) -> Option<ipnet::IpNet> {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        if net.trunc() != net {
+            ctx.error(
+                path,
+                format!(
+                    "\"{text}\" has host bits set; the network is \"{}\"",
+                    net.trunc()
+                ),
+            );
+            return None;
+        }
+        return Some(net);
+    }
+    if let Ok(ip) = text.parse::<std::net::IpAddr>() {
+        return Some(ipnet::IpNet::from(ip));
+    }
+    ctx.error(
+        path,
+        format!(
+            "\"{text}\" is not an IP network (expected CIDR such as \"10.0.0.0/8\" or an address)"
+        ),
+    );
+    None
+}
+
 fn one_of<T: Copy>(
     ctx: &mut Ctx<'_>,
     path: &FieldPath,
@@ -529,6 +556,25 @@ fn build_listeners(
             (None, ListenerProtocol::Http) => None,
         };
         let limits = build_limits(ctx, &path.key("limits"), l.limits.as_ref());
+        let proxy_protocol = l.proxy_protocol.as_ref().map(|pp| {
+            let pp_path = path.key("proxy_protocol");
+            if pp.trusted.is_empty() {
+                ctx.error(
+                    &pp_path.key("trusted"),
+                    "name the sources allowed to send a PROXY header (CIDRs, e.g. \"10.0.0.0/8\")",
+                );
+            }
+            let trusted = pp
+                .trusted
+                .iter()
+                .enumerate()
+                .filter_map(|(i, text)| parse_cidr(ctx, &pp_path.key("trusted").index(i), text))
+                .collect();
+            ProxyProtocolAccept {
+                trusted,
+                required: pp.required.unwrap_or(true),
+            }
+        });
         if let Some(address) = address {
             out.push(Listener {
                 name,
@@ -538,6 +584,7 @@ fn build_listeners(
                 h2c: l.h2c.unwrap_or(true),
                 tls,
                 limits,
+                proxy_protocol,
             });
         }
     }
@@ -692,6 +739,12 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
                 ("http2", UpstreamProtocol::Http2),
             ],
         );
+        if p.proxy_protocol.is_some() && protocol == UpstreamProtocol::Http2 {
+            ctx.error(
+                &path.key("proxy_protocol"),
+                "the PROXY protocol needs protocol = \"http1\": an HTTP/2 connection is shared by many clients",
+            );
+        }
         let tls = p.tls.as_ref().map(|t| {
             let tp = path.key("tls");
             let client_cert = match (&t.client_cert, &t.client_key) {
@@ -834,6 +887,18 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
                 0,
                 100_000,
             ) as usize,
+            send_proxy_protocol: p.proxy_protocol.as_ref().map(|_| {
+                one_of(
+                    ctx,
+                    &path.key("proxy_protocol"),
+                    &p.proxy_protocol,
+                    ProxyProtocolVersion::V2,
+                    &[
+                        ("v1", ProxyProtocolVersion::V1),
+                        ("v2", ProxyProtocolVersion::V2),
+                    ],
+                )
+            }),
         });
     }
     out

@@ -112,7 +112,7 @@ async fn probe(endpoint: &Endpoint, check: &HealthCheck, authority: &str) -> Res
             expect_body,
         } => {
             let sender = endpoint
-                .checkout(timeout, true)
+                .checkout(timeout, true, None)
                 .await
                 .map_err(|e| e.detail)?;
             let host = host.clone().unwrap_or_else(|| authority.to_string());

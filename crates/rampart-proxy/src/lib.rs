@@ -17,6 +17,7 @@ pub mod health;
 pub mod metrics;
 pub mod phase;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod router;
 pub mod runtime;
 pub mod server;

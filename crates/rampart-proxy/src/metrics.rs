@@ -30,6 +30,12 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabels {
+    pub listener: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
     pub pool: String,
     pub backend: String,
@@ -70,6 +76,7 @@ pub struct Metrics {
     pub connections_active: Family<ListenerLabels, Gauge>,
     pub connections_total: Family<ListenerLabels, Counter>,
     pub connections_rejected: Family<ListenerLabels, Counter>,
+    pub proxy_protocol_rejected: Family<ListenerReasonLabels, Counter>,
     pub tls_handshakes: Family<ListenerLabels, Counter>,
     pub tls_handshake_errors: Family<ListenerLabels, Counter>,
     pub backend_healthy: Family<BackendLabels, Gauge>,
@@ -95,6 +102,7 @@ impl Metrics {
             connections_active: Family::default(),
             connections_total: Family::default(),
             connections_rejected: Family::default(),
+            proxy_protocol_rejected: Family::default(),
             tls_handshakes: Family::default(),
             tls_handshake_errors: Family::default(),
             backend_healthy: Family::default(),
@@ -143,6 +151,11 @@ impl Metrics {
             "rampart_connections_rejected",
             "Client connections closed at accept because the listener was at max_connections",
             m.connections_rejected.clone(),
+        );
+        registry.register(
+            "rampart_proxy_protocol_rejected",
+            "Client connections closed because of their PROXY protocol header (untrusted source, missing, malformed, timeout)",
+            m.proxy_protocol_rejected.clone(),
         );
         registry.register(
             "rampart_tls_handshakes",

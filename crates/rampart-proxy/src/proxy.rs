@@ -459,10 +459,16 @@ async fn proxy(
         let attempt_start = now;
 
         let header_timeout = route_timeout.unwrap_or(pool.config.timeouts.response_header);
-        let mut fresh = upgrade;
+        // A connection that starts with a PROXY header belongs to this client connection.
+        let private = endpoint.sends_proxy_protocol();
+        let mut fresh = upgrade || private;
         let sent = loop {
             let connect_timeout = bounded(pool.config.timeouts.connect, deadline, Instant::now())?;
-            let sender = match endpoint.checkout(connect_timeout, fresh).await {
+            let client = Some(crate::proxy_protocol::Addresses {
+                source: conn.client,
+                destination: conn.local,
+            });
+            let sender = match endpoint.checkout(connect_timeout, fresh, client).await {
                 Ok(s) => s,
                 Err(e) => break Err(SendError::unsent(e, body.take())),
             };
@@ -478,6 +484,7 @@ async fn proxy(
                 &rewrite,
                 this_body,
                 endpoint,
+                !private,
                 header_timeout,
             )
             .await;
@@ -672,12 +679,14 @@ fn bad_target() -> ProxyError {
 }
 
 /// Sends the request on `sender` and waits (at most `header_timeout`) for the response head.
+/// With `reuse`, an HTTP/1.1 connection returns to `endpoint`'s pool after the response.
 async fn send(
     sender: Sender,
     parts: &http::request::Parts,
     rewrite: &headers::Rewrite,
     body: RequestBody,
     endpoint: &Arc<crate::upstream::Endpoint>,
+    reuse: bool,
     header_timeout: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
     match sender {
@@ -692,7 +701,8 @@ async fn send(
                 rewrite: Some(rewrite),
             };
             let body = (!body.is_end_stream()).then_some(body);
-            let exchange = h1client::send(conn, head, body, Some(endpoint.clone()));
+            let home = reuse.then(|| endpoint.clone());
+            let exchange = h1client::send(conn, head, body, home);
             h1client::with_timeout(header_timeout, exchange)
                 .await
                 .map(|r| r.map(UpstreamBody::H1))

@@ -176,6 +176,7 @@ impl Runtime {
                         tls: tls.clone(),
                         max_idle: p.max_idle_per_backend,
                         idle_timeout: p.timeouts.idle,
+                        proxy_protocol: p.send_proxy_protocol,
                     })
                 })
                 .collect();

@@ -147,24 +147,6 @@ pub async fn accept_loop(
                 .inc();
             continue;
         }
-        let client_value = http::HeaderValue::from_str(&client.ip().to_string())
-            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
-        let info = Arc::new(ConnInfo {
-            client_value,
-            listener: name.clone(),
-            zone: Arc::from(lrt.config.zone.as_str()),
-            client,
-            local,
-            tls: lrt.tls.is_some(),
-        });
-        if shared
-            .phases
-            .connection
-            .iter()
-            .any(|g| g.check(&info).is_err())
-        {
-            continue;
-        }
         let _ = stream.set_nodelay(true);
         per_listener.fetch_add(1, Ordering::AcqRel);
         tracker.active.fetch_add(1, Ordering::AcqRel);
@@ -186,13 +168,117 @@ pub async fn accept_loop(
         };
         let acceptor = lrt.tls.as_ref().map(|t| t.acceptor.clone());
         let h2c = lrt.config.h2c;
+        let zone: Arc<str> = Arc::from(lrt.config.zone.as_str());
+        let proxy_protocol = lrt.config.proxy_protocol.clone();
         drop(rt);
         let shared = shared.clone();
         let shutdown = shutdown.clone();
+        let name = name.clone();
+        let tls = acceptor.is_some();
         tokio::spawn(async move {
+            let mut stream = stream;
+            let (client, local) = match &proxy_protocol {
+                None => (client, local),
+                Some(pp) => {
+                    let read = tokio::time::timeout(
+                        limits.header_read_timeout,
+                        proxy_protocol_addresses(&mut stream, pp, client),
+                    )
+                    .await
+                    .unwrap_or(Err(ProxyHeaderRefused::Timeout));
+                    match read {
+                        Ok(Some(a)) => (a.source, a.destination),
+                        Ok(None) => (client, local),
+                        Err(refused) => {
+                            tracing::debug!(listener = %name, %client, reason = %refused, "connection refused: PROXY protocol");
+                            shared
+                                .metrics
+                                .proxy_protocol_rejected
+                                .get_or_create(&crate::metrics::ListenerReasonLabels {
+                                    listener: name.to_string(),
+                                    reason: refused.label(),
+                                })
+                                .inc();
+                            drop(guard);
+                            return;
+                        }
+                    }
+                }
+            };
+            let client_value = http::HeaderValue::from_str(&client.ip().to_string())
+                .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+            let info = Arc::new(ConnInfo {
+                client_value,
+                listener: name,
+                zone,
+                client,
+                local,
+                tls,
+            });
+            if shared
+                .phases
+                .connection
+                .iter()
+                .any(|g| g.check(&info).is_err())
+            {
+                drop(guard);
+                return;
+            }
             serve_connection(shared, info, stream, limits, acceptor, h2c, shutdown).await;
             drop(guard);
         });
+    }
+}
+
+/// Why a connection on a PROXY protocol listener was refused.
+#[derive(Debug)]
+enum ProxyHeaderRefused {
+    /// A header from a source outside the trusted networks.
+    Untrusted,
+    /// A trusted source sent no header, a broken one, or closed the connection.
+    Header(crate::proxy_protocol::ReadError),
+    Timeout,
+}
+
+impl ProxyHeaderRefused {
+    fn label(&self) -> &'static str {
+        match self {
+            ProxyHeaderRefused::Untrusted => "untrusted",
+            ProxyHeaderRefused::Header(e) => e.label(),
+            ProxyHeaderRefused::Timeout => "timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for ProxyHeaderRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyHeaderRefused::Untrusted => f.write_str("PROXY header from an untrusted source"),
+            ProxyHeaderRefused::Header(e) => write!(f, "{e}"),
+            ProxyHeaderRefused::Timeout => f.write_str("no complete PROXY header in time"),
+        }
+    }
+}
+
+/// The client addresses a PROXY header gives, `None` to keep the connection's own. A trusted
+/// source must send a header (unless it is optional); any other source must not.
+async fn proxy_protocol_addresses(
+    stream: &mut TcpStream,
+    accept: &rampart_config::ProxyProtocolAccept,
+    peer: SocketAddr,
+) -> Result<Option<crate::proxy_protocol::Addresses>, ProxyHeaderRefused> {
+    use crate::proxy_protocol::{ReadError, read_header, starts_with_header};
+    if !accept.trusts(peer.ip()) {
+        return match starts_with_header(stream).await {
+            Ok(true) => Err(ProxyHeaderRefused::Untrusted),
+            Ok(false) => Ok(None),
+            Err(e) => Err(ProxyHeaderRefused::Header(e)),
+        };
+    }
+    match read_header(stream).await {
+        Ok(addresses) => Ok(addresses),
+        Err(ReadError::Missing) if !accept.required => Ok(None),
+        Err(e) => Err(ProxyHeaderRefused::Header(e)),
     }
 }
 

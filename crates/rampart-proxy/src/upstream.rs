@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use crate::body::RequestBody;
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1client::{H1Conn, Io};
+use crate::proxy_protocol;
 
 /// TLS settings for one upstream endpoint.
 #[derive(Clone)]
@@ -52,9 +53,17 @@ pub struct Endpoint {
     h2_connecting: tokio::sync::Mutex<()>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// PROXY protocol header sent first on every connection; such connections carry one
+    /// client's requests only and are never pooled.
+    proxy_protocol: Option<rampart_config::ProxyProtocolVersion>,
 }
 
 impl Endpoint {
+    /// Whether every connection starts with a PROXY protocol header (and so serves one client).
+    pub fn sends_proxy_protocol(&self) -> bool {
+        self.proxy_protocol.is_some()
+    }
+
     pub fn protocol(&self) -> Protocol {
         self.protocol
     }
@@ -63,15 +72,17 @@ impl Endpoint {
         self.tls.is_some()
     }
 
-    /// A connection ready for a request. `fresh` skips the idle pool (upgrades).
+    /// A connection ready for a request. `fresh` skips the idle pool (upgrades). `client` is
+    /// the client connection a new connection is made for (for the PROXY protocol).
     pub async fn checkout(
         &self,
         connect_timeout: Duration,
         fresh: bool,
+        client: Option<proxy_protocol::Addresses>,
     ) -> Result<Sender, ProxyError> {
         match self.protocol {
             Protocol::Http1 => {
-                if !fresh {
+                if !fresh && self.proxy_protocol.is_none() {
                     while let Some(mut conn) = self.pop_idle() {
                         if conn.idle_since.elapsed() <= self.idle_timeout && conn.idle_usable() {
                             return Ok(Sender::H1(conn));
@@ -80,9 +91,12 @@ impl Endpoint {
                 }
                 // Boxed: connecting (TLS state included) is large and rare; the pooled path
                 // above stays small in every request's future.
-                bounded(connect_timeout, Box::pin(self.open_h1(connect_timeout)))
-                    .await
-                    .map(Sender::H1)
+                bounded(
+                    connect_timeout,
+                    Box::pin(self.open_h1(connect_timeout, client)),
+                )
+                .await
+                .map(Sender::H1)
             }
             Protocol::Http2 => {
                 if let Some(s) = self.live_h2() {
@@ -96,8 +110,12 @@ impl Endpoint {
         }
     }
 
-    async fn open_h1(&self, connect_timeout: Duration) -> Result<H1Conn, ProxyError> {
-        Ok(H1Conn::new(self.connect(connect_timeout).await?))
+    async fn open_h1(
+        &self,
+        connect_timeout: Duration,
+        client: Option<proxy_protocol::Addresses>,
+    ) -> Result<H1Conn, ProxyError> {
+        Ok(H1Conn::new(self.connect(connect_timeout, client).await?))
     }
 
     async fn open_h2(
@@ -108,7 +126,7 @@ impl Endpoint {
         if let Some(s) = self.live_h2() {
             return Ok(s);
         }
-        let sender = match self.connect(connect_timeout).await? {
+        let sender = match self.connect(connect_timeout, None).await? {
             Io::Plain(s) => self.handshake_h2(TokioIo::new(s)).await?,
             Io::Tls(s) => self.handshake_h2(TokioIo::new(*s)).await?,
         };
@@ -163,10 +181,15 @@ impl Endpoint {
 
     /// TCP (and TLS) connect only, for TCP health checks.
     pub async fn probe_connect(&self, timeout: Duration) -> Result<(), ProxyError> {
-        self.connect(timeout).await.map(drop)
+        self.connect(timeout, None).await.map(drop)
     }
 
-    async fn connect(&self, timeout: Duration) -> Result<Io, ProxyError> {
+    /// TCP connect, the PROXY protocol header when configured, then TLS when configured.
+    async fn connect(
+        &self,
+        timeout: Duration,
+        client: Option<proxy_protocol::Addresses>,
+    ) -> Result<Io, ProxyError> {
         let authority = format!("{}:{}", self.host, self.port);
         let attempt = async {
             let addrs: Vec<SocketAddr> = match self.host.parse::<std::net::IpAddr>() {
@@ -199,12 +222,23 @@ impl Endpoint {
                 ),
             ))
         };
-        let tcp = tokio::time::timeout(timeout, attempt).await.map_err(|_| {
+        let mut tcp = tokio::time::timeout(timeout, attempt).await.map_err(|_| {
             ProxyError::new(
                 ErrorKind::ConnectTimeout,
                 format!("connect {authority}: timed out after {timeout:?}"),
             )
         })??;
+        if let Some(version) = self.proxy_protocol {
+            use tokio::io::AsyncWriteExt;
+            let header = proxy_protocol::encode(version, client);
+            // A fresh socket's send buffer takes a header of at most a few hundred bytes.
+            tcp.write_all(&header).await.map_err(|e| {
+                ProxyError::new(
+                    ErrorKind::ConnectFailed,
+                    format!("sending the PROXY header to {authority}: {e}"),
+                )
+            })?;
+        }
         match &self.tls {
             None => Ok(Io::Plain(tcp)),
             Some(t) => {
@@ -281,6 +315,7 @@ pub struct EndpointSpec {
     pub tls: Option<UpstreamTlsTarget>,
     pub max_idle: usize,
     pub idle_timeout: Duration,
+    pub proxy_protocol: Option<rampart_config::ProxyProtocolVersion>,
 }
 
 impl Registry {
@@ -295,8 +330,9 @@ impl Registry {
 
     pub fn endpoint(&self, spec: EndpointSpec) -> Arc<Endpoint> {
         let key = format!(
-            "{:?}|{}|{}|{}|{}|{:?}",
+            "{:?}|{:?}|{}|{}|{}|{}|{:?}",
             spec.protocol,
+            spec.proxy_protocol,
             spec.tls.as_ref().map_or("", |t| t.identity.as_str()),
             spec.host,
             spec.port,
@@ -316,6 +352,7 @@ impl Registry {
                     h2_connecting: tokio::sync::Mutex::new(()),
                     max_idle: spec.max_idle,
                     idle_timeout: spec.idle_timeout,
+                    proxy_protocol: spec.proxy_protocol,
                 })
             })
             .clone()
