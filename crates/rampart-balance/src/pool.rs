@@ -143,7 +143,11 @@ impl Inner {
     /// Offset of `now`, remembering it as the latest time seen.
     fn touch(&self, now: Instant) -> i64 {
         let off = self.off(now);
-        self.last_now.fetch_max(off, Ordering::AcqRel);
+        // At most about one write per millisecond: every request reads this, and a write per
+        // request would move the cache line between cores each time.
+        if off > self.last_now.load(Ordering::Relaxed) + 1_000_000 {
+            self.last_now.fetch_max(off, Ordering::AcqRel);
+        }
         off
     }
 
@@ -342,16 +346,19 @@ impl Pool {
                 && !exclude.contains(&i)
                 && inner.available(i, now_off)
         };
-        let mut backup = false;
-        let mut cands: Vec<usize> = (0..inner.backends.len())
+        // Candidates on the stack for pools of ordinary size; no allocation per request.
+        let mut stack = [0usize; 32];
+        let mut heap = Vec::new();
+        let primaries = (0..inner.backends.len())
             .filter(|&i| !inner.spec.backends[i].backup && eligible(i))
-            .collect();
-        if cands.is_empty() {
-            backup = true;
-            cands = (0..inner.backends.len())
-                .filter(|&i| inner.spec.backends[i].backup && eligible(i))
-                .collect();
-        }
+            .count();
+        let backup = primaries == 0;
+        let cands = candidates(
+            (0..inner.backends.len())
+                .filter(|&i| inner.spec.backends[i].backup == backup && eligible(i)),
+            &mut stack,
+            &mut heap,
+        );
         if cands.is_empty() {
             return None;
         }
@@ -359,13 +366,13 @@ impl Pool {
             return Some(cands[0]);
         }
         match inner.spec.algorithm {
-            Algorithm::RoundRobin => Some(self.pick_rr(&cands)),
-            Algorithm::WeightedRoundRobin => Some(self.pick_wrr(&cands, now_off)),
-            Algorithm::LeastConnections => Some(self.pick_least(&cands, now_off)),
-            Algorithm::PowerOfTwoEwma => Some(self.pick_p2c(&cands, now_off)),
-            Algorithm::Random => Some(self.pick_random(&cands, now_off)),
+            Algorithm::RoundRobin => Some(self.pick_rr(cands)),
+            Algorithm::WeightedRoundRobin => Some(self.pick_wrr(cands, now_off)),
+            Algorithm::LeastConnections => Some(self.pick_least(cands, now_off)),
+            Algorithm::PowerOfTwoEwma => Some(self.pick_p2c(cands, now_off)),
+            Algorithm::Random => Some(self.pick_random(cands, now_off)),
             Algorithm::ConsistentHash => match hash_key {
-                None => Some(self.pick_rr(&cands)),
+                None => Some(self.pick_rr(cands)),
                 Some(key) => {
                     let ring = if backup {
                         &inner.backup_ring
@@ -373,7 +380,7 @@ impl Pool {
                         &inner.primary_ring
                     };
                     if ring.is_empty() {
-                        return Some(self.pick_rr(&cands));
+                        return Some(self.pick_rr(cands));
                     }
                     ring.lookup(key, |i| cands.contains(&i))
                 }
@@ -710,5 +717,30 @@ impl Pool {
                 ..ort
             };
         }
+    }
+}
+
+/// Collects backend indexes into `stack` when they fit, else into `heap`.
+fn candidates<'a>(
+    indexes: impl Iterator<Item = usize>,
+    stack: &'a mut [usize; 32],
+    heap: &'a mut Vec<usize>,
+) -> &'a [usize] {
+    let mut len = 0;
+    for i in indexes {
+        if len < stack.len() {
+            stack[len] = i;
+            len += 1;
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&stack[..]);
+            }
+            heap.push(i);
+        }
+    }
+    if heap.is_empty() {
+        &stack[..len]
+    } else {
+        &heap[..]
     }
 }

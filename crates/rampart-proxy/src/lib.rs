@@ -21,6 +21,7 @@ pub mod proxy_protocol;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod sharded;
 pub mod upstream;
 pub mod workers;
 

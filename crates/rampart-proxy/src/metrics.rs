@@ -7,8 +7,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
+
+use crate::sharded::{ShardedCounter, ShardedHistogram};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -59,17 +61,18 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+type HistogramFamily<L> = Family<L, ShardedHistogram, fn() -> ShardedHistogram>;
 
-fn latency_histogram() -> Histogram {
+fn latency_histogram() -> ShardedHistogram {
     // 0.5 ms .. ~65 s
-    Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+    ShardedHistogram::new(exponential_buckets(0.0005, 2.0, 18))
 }
 
 /// Every metric the proxy records.
 pub struct Metrics {
     pub registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
+    /// Updated on every request: sharded by worker thread.
+    pub requests: Family<RequestLabels, ShardedCounter>,
     pub request_duration: HistogramFamily<RouteLabels>,
     pub upstream_duration: HistogramFamily<BackendLabels>,
     pub errors: Family<ErrorLabels, Counter>,

@@ -28,21 +28,32 @@ use crate::router::{self, RouteInput};
 use crate::runtime::{PoolRuntime, Runtime};
 use crate::upstream::Sender;
 
-/// Generates request ids: a random per-process prefix and a counter.
+/// Generates request ids: a random per-process prefix and a counter. Each thread counts in its
+/// own block of ids (the top 16 bits of the counter name the block), so no counter is shared
+/// between cores.
 pub struct RequestIds {
     prefix: u64,
-    counter: AtomicU64,
+    blocks: AtomicU64,
 }
 
 impl RequestIds {
     pub fn new() -> Self {
         RequestIds {
             prefix: rand::random(),
-            counter: AtomicU64::new(0),
+            blocks: AtomicU64::new(0),
         }
     }
     fn next(&self) -> HeaderValue {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        thread_local! {
+            static NEXT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+        }
+        let n = NEXT.with(|next| {
+            let n = next
+                .get()
+                .unwrap_or_else(|| self.blocks.fetch_add(1, Ordering::Relaxed) << 48);
+            next.set(Some(n + 1));
+            n
+        });
         let mut buf = [0u8; 32];
         hex_into(&mut buf[..16], self.prefix);
         hex_into(&mut buf[16..], n);

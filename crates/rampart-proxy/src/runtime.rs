@@ -13,8 +13,7 @@ use rampart_config::{self as config, Snapshot};
 use rampart_tls::{CertSpec, CertStore, ClientAuth, ServerTlsSpec, UpstreamTlsSpec};
 use rustls::pki_types::ServerName;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
+use crate::sharded::{ShardedCounter as Counter, ShardedHistogram as Histogram};
 
 use crate::metrics::{BackendLabels, Metrics, RequestLabels, RouteLabels};
 use crate::upstream::{Endpoint, EndpointSpec, Protocol, Registry, UpstreamTlsTarget};
@@ -344,7 +343,10 @@ pub struct RetryBudget {
     percent: u64,
     min_per_second: u64,
     window_start: AtomicU64,
-    requests: AtomicU64,
+    /// Requests ever seen (per-worker shards: counted on every request).
+    requests: Counter,
+    /// `requests` when the current window started.
+    window_base: AtomicU64,
     retries: AtomicU64,
     epoch: Instant,
 }
@@ -357,7 +359,8 @@ impl RetryBudget {
             percent: percent as u64,
             min_per_second: min_per_second as u64,
             window_start: AtomicU64::new(0),
-            requests: AtomicU64::new(0),
+            requests: Counter::default(),
+            window_base: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -372,21 +375,25 @@ impl RetryBudget {
                 .compare_exchange(start, secs, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            self.requests.store(0, Ordering::Relaxed);
+            self.window_base
+                .store(self.requests.get(), Ordering::Relaxed);
             self.retries.store(0, Ordering::Relaxed);
         }
     }
 
     pub fn record_request(&self, now: Instant) {
         self.roll(now);
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.inc();
     }
 
     /// Takes one retry from the budget if there is one left.
     pub fn try_retry(&self, now: Instant) -> bool {
         self.roll(now);
-        let allowed = self.requests.load(Ordering::Relaxed) * self.percent / 100
-            + self.min_per_second * BUDGET_WINDOW.as_secs();
+        let requests = self
+            .requests
+            .get()
+            .saturating_sub(self.window_base.load(Ordering::Relaxed));
+        let allowed = requests * self.percent / 100 + self.min_per_second * BUDGET_WINDOW.as_secs();
         let used = self.retries.fetch_add(1, Ordering::Relaxed);
         if used < allowed {
             true

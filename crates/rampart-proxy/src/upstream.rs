@@ -47,7 +47,7 @@ pub struct Endpoint {
     tls: Option<UpstreamTlsTarget>,
     /// Idle connections in shards by worker thread: a request reuses a connection registered
     /// with its own thread's I/O most of the time.
-    idle: Vec<Mutex<Vec<H1Conn>>>,
+    idle: Vec<IdleShard>,
     h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
     /// Serialises HTTP/2 connection establishment so concurrent requests share one connection.
     h2_connecting: tokio::sync::Mutex<()>,
@@ -287,6 +287,19 @@ impl Endpoint {
     }
 }
 
+/// One worker's idle connections, on a cache line of its own so that workers never contend
+/// for each other's pool locks.
+#[repr(align(64))]
+#[derive(Default)]
+struct IdleShard(Mutex<Vec<H1Conn>>);
+
+impl std::ops::Deref for IdleShard {
+    type Target = Mutex<Vec<H1Conn>>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// Runs a connection attempt under `limit`.
 async fn bounded<T>(
     limit: Duration,
@@ -347,7 +360,7 @@ impl Registry {
                     port: spec.port,
                     protocol: spec.protocol,
                     tls: spec.tls,
-                    idle: (0..self.shards).map(|_| Mutex::new(Vec::new())).collect(),
+                    idle: (0..self.shards).map(|_| IdleShard::default()).collect(),
                     h2: Mutex::new(None),
                     h2_connecting: tokio::sync::Mutex::new(()),
                     max_idle: spec.max_idle,

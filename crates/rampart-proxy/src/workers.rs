@@ -31,6 +31,7 @@ impl Workers {
     /// Starts `count` (at least one) worker threads.
     pub fn start(count: usize) -> std::io::Result<Workers> {
         let (stop, _) = watch::channel(false);
+        crate::sharded::reserve_shards(count.max(1));
         let mut handles = Vec::with_capacity(count.max(1));
         for index in 0..count.max(1) {
             let runtime = tokio::runtime::Builder::new_current_thread()
