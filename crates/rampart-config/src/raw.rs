@@ -61,6 +61,7 @@ pub struct RawListenerLimits {
     pub max_headers: Option<i64>,
     pub max_uri_bytes: Option<String>,
     pub max_connections: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
     pub max_body: Option<String>,
     pub request_timeout: Option<String>,
 }

@@ -125,6 +125,8 @@ pub struct ListenerLimits {
     pub max_headers: usize,
     pub max_uri_bytes: usize,
     pub max_connections: usize,
+    /// Open connections per client address (after the PROXY protocol, when used); 0 = no limit.
+    pub max_connections_per_ip: usize,
     /// Default body limit for routes that do not set their own.
     pub max_body: u64,
     /// Total time for one request, from headers received to response headers sent upstream-side.
@@ -140,6 +142,7 @@ impl Default for ListenerLimits {
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
             max_connections: 10_000,
+            max_connections_per_ip: 0,
             max_body: 10 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
         }

@@ -690,6 +690,13 @@ fn build_limits(
             1,
             10_000_000,
         ) as usize,
+        max_connections_per_ip: ctx.int(
+            &path.key("max_connections_per_ip"),
+            raw.max_connections_per_ip,
+            d.max_connections_per_ip as u64,
+            0,
+            10_000_000,
+        ) as usize,
         max_body: ctx.size(&path.key("max_body"), &raw.max_body, d.max_body),
         request_timeout: ctx.duration(
             &path.key("request_timeout"),

@@ -423,7 +423,7 @@ impl Proxy {
                 .unwrap_or(address);
             let (stop, _) = watch::channel(false);
             let name: Arc<str> = Arc::from(name.as_str());
-            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let counts = server::ListenerCounts::default();
             let tasks = sockets
                 .into_iter()
                 .enumerate()
@@ -433,13 +433,13 @@ impl Proxy {
                     let stop = stop.subscribe();
                     let shutdown = self.shutdown_tx.subscribe();
                     let tracker = self.tracker.clone();
-                    let open = open.clone();
+                    let counts = counts.clone();
                     self.workers.spawn(worker, async move {
                         // Registered with this worker's I/O driver, so it must be made here.
                         match tokio::net::TcpListener::from_std(socket) {
                             Ok(listener) => {
                                 server::accept_loop(
-                                    shared, name, listener, open, stop, shutdown, tracker,
+                                    shared, name, listener, counts, stop, shutdown, tracker,
                                 )
                                 .await
                             }

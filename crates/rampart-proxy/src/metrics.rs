@@ -78,7 +78,7 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub connections_active: Family<ListenerLabels, Gauge>,
     pub connections_total: Family<ListenerLabels, Counter>,
-    pub connections_rejected: Family<ListenerLabels, Counter>,
+    pub connections_rejected: Family<ListenerReasonLabels, Counter>,
     pub proxy_protocol_rejected: Family<ListenerReasonLabels, Counter>,
     pub tls_handshakes: Family<ListenerLabels, Counter>,
     pub tls_handshake_errors: Family<ListenerLabels, Counter>,
@@ -152,7 +152,7 @@ impl Metrics {
         );
         registry.register(
             "rampart_connections_rejected",
-            "Client connections closed at accept because the listener was at max_connections",
+            "Client connections closed at accept by a connection limit (reason: max_connections, max_connections_per_ip)",
             m.connections_rejected.clone(),
         );
         registry.register(

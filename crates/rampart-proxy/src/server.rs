@@ -79,6 +79,79 @@ impl ConnTracker {
     }
 }
 
+/// Open connections per client address of one listener, for `max_connections_per_ip`. An
+/// address has an entry only while it has open connections, so memory follows the open
+/// connections (themselves bounded by `max_connections`).
+#[derive(Default)]
+pub struct PerIp {
+    shards: [std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, u32>>; 16],
+    /// Picks an address's shard; one for all threads, keyed at random per listener.
+    hasher: std::hash::RandomState,
+}
+
+impl PerIp {
+    /// Counts one more connection from `ip` unless it already has `limit`.
+    fn try_acquire(self: &Arc<Self>, ip: std::net::IpAddr, limit: usize) -> Option<PerIpGuard> {
+        let ip = ip.to_canonical();
+        let mut map = self.shard(ip);
+        let open = map.entry(ip).or_insert(0);
+        if *open as usize >= limit {
+            if *open == 0 {
+                map.remove(&ip);
+            }
+            return None;
+        }
+        *open += 1;
+        Some(PerIpGuard {
+            map: self.clone(),
+            ip,
+        })
+    }
+
+    fn shard(
+        &self,
+        ip: std::net::IpAddr,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, u32>> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(ip);
+        self.shards[hash as usize % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Addresses with open connections (for tests and status).
+    pub fn addresses(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
+/// Connection counts of one listener, shared by its accept loops on every worker.
+#[derive(Clone, Default)]
+pub struct ListenerCounts {
+    pub open: Arc<AtomicUsize>,
+    pub per_ip: Arc<PerIp>,
+}
+
+struct PerIpGuard {
+    map: Arc<PerIp>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for PerIpGuard {
+    fn drop(&mut self) {
+        let mut map = self.map.shard(self.ip);
+        if let Some(open) = map.get_mut(&self.ip) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 struct ConnGuard {
     tracker: Arc<ConnTracker>,
     per_listener: Arc<AtomicUsize>,
@@ -103,13 +176,13 @@ impl Drop for ConnGuard {
 }
 
 /// Accepts connections until `stop` turns true; each connection is served in its own task (on
-/// this thread) and closed gracefully when `shutdown` turns true. `per_listener` counts the open
-/// connections of the listener across all its workers.
+/// this thread) and closed gracefully when `shutdown` turns true. `counts` are the listener's
+/// open connections across all its workers.
 pub async fn accept_loop(
     shared: Arc<Shared>,
     name: Arc<str>,
     listener: TcpListener,
-    per_listener: Arc<AtomicUsize>,
+    counts: ListenerCounts,
     mut stop: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
     tracker: Arc<ConnTracker>,
@@ -139,16 +212,19 @@ pub async fn accept_loop(
             continue;
         };
         let limits = lrt.config.limits.clone();
-        if per_listener.load(Ordering::Acquire) >= limits.max_connections {
+        if counts.open.load(Ordering::Acquire) >= limits.max_connections {
             shared
                 .metrics
                 .connections_rejected
-                .get_or_create(&labels)
+                .get_or_create(&crate::metrics::ListenerReasonLabels {
+                    listener: name.to_string(),
+                    reason: "max_connections",
+                })
                 .inc();
             continue;
         }
         let _ = stream.set_nodelay(true);
-        per_listener.fetch_add(1, Ordering::AcqRel);
+        counts.open.fetch_add(1, Ordering::AcqRel);
         tracker.active.fetch_add(1, Ordering::AcqRel);
         shared
             .metrics
@@ -162,7 +238,7 @@ pub async fn accept_loop(
             .inc();
         let guard = ConnGuard {
             tracker: tracker.clone(),
-            per_listener: per_listener.clone(),
+            per_listener: counts.open.clone(),
             shared: shared.clone(),
             listener: name.clone(),
         };
@@ -175,6 +251,7 @@ pub async fn accept_loop(
         let shutdown = shutdown.clone();
         let name = name.clone();
         let tls = acceptor.is_some();
+        let per_ip = counts.per_ip.clone();
         tokio::spawn(async move {
             let mut stream = stream;
             let (client, local) = match &proxy_protocol {
@@ -204,6 +281,25 @@ pub async fn accept_loop(
                         }
                     }
                 }
+            };
+            let _per_ip_guard = match limits.max_connections_per_ip {
+                0 => None,
+                limit => match per_ip.try_acquire(client.ip(), limit) {
+                    Some(g) => Some(g),
+                    None => {
+                        tracing::debug!(listener = %name, %client, limit, "connection refused: max_connections_per_ip");
+                        shared
+                            .metrics
+                            .connections_rejected
+                            .get_or_create(&crate::metrics::ListenerReasonLabels {
+                                listener: name.to_string(),
+                                reason: "max_connections_per_ip",
+                            })
+                            .inc();
+                        drop(guard);
+                        return;
+                    }
+                },
             };
             let client_value = http::HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
