@@ -44,13 +44,48 @@ pub use crate::runtime::Runtime;
 
 /// State shared by every connection task.
 pub struct Shared {
+    /// The current runtime, for the control plane and threads off the data plane.
     pub runtime: ArcSwap<Runtime>,
+    /// The same runtime behind a handle of each worker's own, so that requests on different
+    /// cores never write the same reference count.
+    worker_runtimes: Box<[WorkerSlot]>,
     pub metrics: Arc<Metrics>,
     pub access_log: ArcSwap<AccessLogger>,
     pub registry: upstream::Registry,
     pub sticky: StickySigner,
     pub request_ids: proxy::RequestIds,
     pub phases: Phases,
+}
+
+/// A worker's handle to the current runtime.
+pub struct WorkerRuntime(Arc<Runtime>);
+
+impl std::ops::Deref for WorkerRuntime {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.0
+    }
+}
+
+#[repr(align(64))]
+struct WorkerSlot(ArcSwap<WorkerRuntime>);
+
+impl Shared {
+    /// The runtime a new request uses.
+    pub fn request_runtime(&self) -> Arc<WorkerRuntime> {
+        match workers::current().and_then(|w| self.worker_runtimes.get(w)) {
+            Some(slot) => slot.0.load_full(),
+            None => Arc::new(WorkerRuntime(self.runtime.load_full())),
+        }
+    }
+
+    /// Makes `rt` the runtime of new requests everywhere.
+    fn publish(&self, rt: Arc<Runtime>) {
+        for slot in &self.worker_runtimes {
+            slot.0.store(Arc::new(WorkerRuntime(rt.clone())));
+        }
+        self.runtime.store(rt);
+    }
 }
 
 /// Why a start or reload failed. The running config (if any) is unchanged.
@@ -163,8 +198,12 @@ impl Proxy {
             .map_err(ReloadError::Files)?;
         let access_log = build_access_log(&snapshot.observability.access_log, &metrics)
             .map_err(|e| ReloadError::Files(vec![e]))?;
+        let runtime = Arc::new(runtime);
         let shared = Arc::new(Shared {
-            runtime: ArcSwap::from_pointee(runtime),
+            worker_runtimes: (0..workers.len())
+                .map(|_| WorkerSlot(ArcSwap::from_pointee(WorkerRuntime(runtime.clone()))))
+                .collect(),
+            runtime: ArcSwap::new(runtime),
             metrics: metrics.clone(),
             access_log: ArcSwap::from_pointee(access_log),
             registry,
@@ -329,7 +368,7 @@ impl Proxy {
             );
         }
         let next = Arc::new(next);
-        self.shared.runtime.store(next.clone());
+        self.shared.publish(next.clone());
         self.commit_listeners(&mut control, prepared).await;
         self.shared.registry.retain(&next.endpoints());
         for task in control.health.drain(..) {

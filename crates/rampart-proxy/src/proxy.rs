@@ -90,14 +90,23 @@ struct Outcome {
     error: Option<&'static str>,
 }
 
+/// What every request on one client connection shares. Requests clone this per-connection
+/// handle, never the process-wide `Shared`, whose reference count would otherwise be written
+/// by every core on every request.
+pub struct Connection {
+    pub shared: Arc<Shared>,
+    pub info: Arc<ConnInfo>,
+}
+
 /// Entry point: one request on one client connection.
 pub async fn handle(
-    shared: Arc<Shared>,
-    conn: Arc<ConnInfo>,
+    connection: Arc<Connection>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
-    let rt = shared.runtime.load_full();
+    let shared = &connection.shared;
+    let conn = &connection.info;
+    let rt = shared.request_runtime();
     let request_id = match req.headers().get(&headers::X_REQUEST_ID) {
         Some(v) if headers::acceptable_request_id(v) => v.clone(),
         _ => shared.request_ids.next(),
@@ -129,7 +138,7 @@ pub async fn handle(
     // The total request timeout is enforced inside, as a deadline that bounds every connect
     // and response wait, so each request arms one timer at a time.
     let deadline = start + listener_limits.request_timeout;
-    let result = proxy(&shared, &rt, &conn, req, &mut outcome, deadline).await;
+    let result = proxy(shared, &rt, conn, req, &mut outcome, deadline).await;
     let mut response = match result {
         Ok(resp) => resp,
         Err(e) => {
@@ -150,7 +159,7 @@ pub async fn handle(
         .headers_mut()
         .insert(&headers::X_REQUEST_ID, outcome.request_id.clone());
     record_metrics(&rt, &outcome, response.status(), start);
-    Ok(attach_log(&shared, &rt, &conn, outcome, response, start))
+    Ok(attach_log(shared, &rt, conn, outcome, response, start))
 }
 
 fn error_response(e: &ProxyError) -> Response<ResponseBody> {
@@ -270,7 +279,7 @@ fn attach_log(
 
 async fn proxy(
     shared: &Arc<Shared>,
-    rt: &Arc<Runtime>,
+    rt: &Runtime,
     conn: &Arc<ConnInfo>,
     req: Request<Incoming>,
     outcome: &mut Outcome,

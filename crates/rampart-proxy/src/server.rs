@@ -462,7 +462,8 @@ async fn serve_io<I>(
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
-    let service = service_fn(move |req| crate::proxy::handle(shared.clone(), info.clone(), req));
+    let connection = Arc::new(crate::proxy::Connection { shared, info });
+    let service = service_fn(move |req| crate::proxy::handle(connection.clone(), req));
     macro_rules! drive {
         ($conn:expr) => {{
             let conn = $conn;
