@@ -124,6 +124,8 @@ pub struct RawPool {
     pub retries: Option<RawRetries>,
     pub max_idle_per_backend: Option<i64>,
     pub proxy_protocol: Option<String>,
+    pub max_connections_per_backend: Option<i64>,
+    pub max_queue: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +190,7 @@ pub struct RawPoolTimeouts {
     pub connect: Option<String>,
     pub response_header: Option<String>,
     pub idle: Option<String>,
+    pub queue: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -315,6 +315,8 @@ pub struct PoolTimeouts {
     pub connect: Duration,
     pub response_header: Duration,
     pub idle: Duration,
+    /// Longest wait for a free slot when every backend is at `max_connections_per_backend`.
+    pub queue: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -347,6 +349,11 @@ pub struct Pool {
     /// Send a PROXY protocol header on every upstream connection (which then serves one client
     /// connection only).
     pub send_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Requests in flight per backend (HAProxy `maxconn`); 0 = no limit. Requests beyond it
+    /// wait in the pool's queue.
+    pub max_connections_per_backend: usize,
+    /// Requests waiting in the queue (HAProxy `maxqueue`); 0 = no limit but the queue timeout.
+    pub max_queue: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -837,6 +837,11 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
                 &t.and_then(|t| t.idle.clone()),
                 Duration::from_secs(60),
             ),
+            queue: ctx.duration(
+                &tp.key("queue"),
+                &t.and_then(|t| t.queue.clone()),
+                Duration::from_secs(5),
+            ),
         };
         let r = p.retries.as_ref();
         let rp = path.key("retries");
@@ -894,6 +899,14 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
                 0,
                 100_000,
             ) as usize,
+            max_connections_per_backend: ctx.int(
+                &path.key("max_connections_per_backend"),
+                p.max_connections_per_backend,
+                0,
+                0,
+                10_000_000,
+            ) as usize,
+            max_queue: ctx.int(&path.key("max_queue"), p.max_queue, 0, 0, 10_000_000) as usize,
             send_proxy_protocol: p.proxy_protocol.as_ref().map(|_| {
                 one_of(
                     ctx,

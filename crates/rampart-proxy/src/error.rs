@@ -27,6 +27,10 @@ pub enum ErrorKind {
     RequestTimeout,
     ClientBodyError,
     RetryBudgetExhausted,
+    /// Every backend at its request cap and the pool's queue full.
+    QueueFull,
+    /// Every backend at its request cap for the whole queue timeout.
+    QueueTimeout,
     Internal,
 }
 
@@ -51,7 +55,8 @@ impl ProxyError {
             BadRequest | UriTooLong | HeadersTooLarge | BodyTooLarge | NoRoute
             | ClientBodyError => Blame::Client,
             NoHealthyBackend | ConnectFailed | ConnectTimeout | UpstreamTls | UpstreamProtocol
-            | UpstreamTimeout | RequestTimeout | RetryBudgetExhausted => Blame::Upstream,
+            | UpstreamTimeout | RequestTimeout | RetryBudgetExhausted | QueueFull
+            | QueueTimeout => Blame::Upstream,
             Internal => Blame::Internal,
         }
     }
@@ -72,7 +77,9 @@ impl ProxyError {
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             NoRoute => StatusCode::NOT_FOUND,
-            NoHealthyBackend | RetryBudgetExhausted => StatusCode::SERVICE_UNAVAILABLE,
+            NoHealthyBackend | RetryBudgetExhausted | QueueFull | QueueTimeout => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ConnectFailed | UpstreamTls | UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ConnectTimeout | UpstreamTimeout | RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -97,6 +104,8 @@ impl ProxyError {
             RequestTimeout => "request_timeout",
             ClientBodyError => "client_body_error",
             RetryBudgetExhausted => "retry_budget_exhausted",
+            QueueFull => "queue_full",
+            QueueTimeout => "queue_timeout",
             Internal => "internal",
         }
     }

@@ -25,7 +25,7 @@ use crate::headers;
 use crate::metrics::{BackendLabels, ErrorLabels};
 use crate::phase::ConnInfo;
 use crate::router::{self, RouteInput};
-use crate::runtime::{PoolRuntime, Runtime};
+use crate::runtime::{BackendSlots, PoolRuntime, Runtime, Slot};
 use crate::upstream::Sender;
 
 /// Generates request ids: a random per-process prefix and a counter. Each thread counts in its
@@ -216,10 +216,12 @@ impl BodyFinish for LogOnFinish {
     }
 }
 
-/// Ends the backend's in-flight count when the response body is done. (An HTTP/1.1 connection
-/// returns to its pool from the body itself, as soon as the last byte is read.)
+/// Ends the backend's in-flight count and frees its request slot when the response body is
+/// done. (An HTTP/1.1 connection returns to its pool from the body itself, as soon as the last
+/// byte is read.)
 struct UpstreamFinish {
     _in_flight: balance::InFlight,
+    _slot: Option<Slot>,
 }
 
 impl BodyFinish for UpstreamFinish {
@@ -448,17 +450,22 @@ async fn proxy(
         {
             break;
         }
-        let backend = if attempt == 0 {
+        let first = attempt == 0;
+        let choose = |exclude: &[usize], now: Instant| {
             sticky_backend
-                .or_else(|| affinity_key.and_then(|k| affinity_pick(pool, k, tried, now)))
-                .or_else(|| pool.balancer.pick(hash_key, tried, now))
-        } else {
-            affinity_key
-                .and_then(|k| affinity_pick(pool, k, tried, now))
-                .or_else(|| pool.balancer.pick(hash_key, tried, now))
+                .filter(|_| first)
+                .or_else(|| affinity_key.and_then(|k| affinity_pick(pool, k, exclude, now)))
+                .or_else(|| pool.balancer.pick(hash_key, exclude, now))
         };
-        let Some(backend) = backend else {
-            break;
+        let (backend, slot) = match &pool.slots {
+            None => match choose(tried, now) {
+                Some(b) => (b, None),
+                None => break,
+            },
+            Some(slots) => match queue_for_slot(pool, slots, &choose, tried, deadline).await? {
+                Some((b, slot)) => (b, Some(slot)),
+                None => break,
+            },
         };
         if attempt > 0 {
             shared
@@ -555,7 +562,7 @@ async fn proxy(
                         (client_upgrade, upstream_body)
                         && let Some((io, early)) = b.into_upgraded()
                     {
-                        tokio::spawn(bridge_upgrade(client_upgrade, io, early, in_flight));
+                        tokio::spawn(bridge_upgrade(client_upgrade, io, early, (in_flight, slot)));
                     }
                     return Ok(Response::from_parts(parts, ResponseBody::empty()));
                 }
@@ -567,6 +574,7 @@ async fn proxy(
                 }
                 let finish = Box::new(UpstreamFinish {
                     _in_flight: in_flight,
+                    _slot: slot,
                 });
                 return Ok(Response::from_parts(
                     resp_parts,
@@ -600,6 +608,77 @@ async fn proxy(
             format!("pool \"{}\" has no available backend", pool.config.name),
         )
     }))
+}
+
+/// With per-backend request caps: a backend chosen by `choose` and one of its slots, waiting in
+/// the pool's queue while every eligible backend is full. `Ok(None)` when no backend is
+/// available at all.
+async fn queue_for_slot(
+    pool: &PoolRuntime,
+    slots: &BackendSlots,
+    choose: &(dyn Fn(&[usize], Instant) -> Option<usize> + Sync),
+    tried: &[usize],
+    deadline: Instant,
+) -> Result<Option<(usize, Slot)>, ProxyError> {
+    struct Waiting<'a>(&'a AtomicU64);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    let started = Instant::now();
+    let until = (started + pool.config.timeouts.queue).min(deadline);
+    let mut waiting: Option<Waiting<'_>> = None;
+    let mut exclude = Vec::with_capacity(tried.len() + slots.per_backend.len());
+    loop {
+        // Registered before looking, so a slot freed in between still wakes this request.
+        let freed = slots.freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
+        let now = Instant::now();
+        exclude.clear();
+        exclude.extend_from_slice(tried);
+        exclude.extend((0..slots.per_backend.len()).filter(|&i| slots.is_full(i)));
+        // A backend with room if there is one; else the one the request would wait for.
+        let Some(backend) = choose(&exclude, now).or_else(|| choose(tried, now)) else {
+            return Ok(None);
+        };
+        if let Some(slot) = slots.try_take(backend) {
+            return Ok(Some((backend, slot)));
+        }
+        if waiting.is_none() {
+            let ahead = slots.waiting.fetch_add(1, Ordering::AcqRel);
+            let guard = Waiting(&slots.waiting);
+            let max = pool.config.max_queue as u64;
+            if max > 0 && ahead >= max {
+                return Err(ProxyError::new(
+                    ErrorKind::QueueFull,
+                    format!(
+                        "pool \"{}\": every backend at its request limit and {ahead} requests queued",
+                        pool.config.name
+                    ),
+                ));
+            }
+            waiting = Some(guard);
+        }
+        let timed_out = || {
+            ProxyError::new(
+                ErrorKind::QueueTimeout,
+                format!(
+                    "pool \"{}\": no backend slot within {:?}",
+                    pool.config.name,
+                    started.elapsed()
+                ),
+            )
+        };
+        let left = until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(timed_out)?;
+        if tokio::time::timeout(left, freed).await.is_err() {
+            return Err(timed_out());
+        }
+    }
 }
 
 /// `timeout`, cut to what is left before the request's deadline.
@@ -786,7 +865,7 @@ async fn bridge_upgrade(
     client: hyper::upgrade::OnUpgrade,
     mut upstream: h1client::Io,
     early: Bytes,
-    _in_flight: balance::InFlight,
+    _held: (balance::InFlight, Option<Slot>),
 ) {
     use tokio::io::AsyncWriteExt;
     let Ok(client) = client.await else {

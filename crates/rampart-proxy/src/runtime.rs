@@ -99,6 +99,59 @@ pub struct PoolRuntime {
     pub retry_budget: RetryBudget,
     /// Upstream response-head latency per backend.
     pub upstream_duration: Vec<Histogram>,
+    /// Per-backend request slots and the queue for them, when the pool caps requests per
+    /// backend.
+    pub slots: Option<BackendSlots>,
+}
+
+/// `max_connections_per_backend` (HAProxy `maxconn`) and the pool's queue (`maxqueue`,
+/// `timeout queue`): a request takes a slot of its backend for as long as it is in flight;
+/// when every eligible backend is full it waits for a slot to free, up to the queue timeout.
+pub struct BackendSlots {
+    pub per_backend: Vec<Arc<tokio::sync::Semaphore>>,
+    pub freed: Arc<tokio::sync::Notify>,
+    pub waiting: AtomicU64,
+}
+
+impl BackendSlots {
+    fn new(backends: usize, each: usize) -> Self {
+        BackendSlots {
+            per_backend: (0..backends)
+                .map(|_| Arc::new(tokio::sync::Semaphore::new(each)))
+                .collect(),
+            freed: Arc::new(tokio::sync::Notify::new()),
+            waiting: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_full(&self, backend: usize) -> bool {
+        self.per_backend[backend].available_permits() == 0
+    }
+
+    /// A slot of `backend`, if it has one free.
+    pub fn try_take(&self, backend: usize) -> Option<Slot> {
+        self.per_backend[backend]
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|permit| Slot {
+                permit: Some(permit),
+                freed: self.freed.clone(),
+            })
+    }
+}
+
+/// A request's place on its backend; freeing it wakes the queue.
+pub struct Slot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    freed: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.freed.notify_waiters();
+    }
 }
 
 impl Runtime {
@@ -200,6 +253,8 @@ impl Runtime {
                     .map(|b| balance::hash_bytes(b.id.as_bytes()))
                     .collect(),
                 retry_budget: RetryBudget::new(p.retries.budget_percent, p.retries.min_per_second),
+                slots: (p.max_connections_per_backend > 0)
+                    .then(|| BackendSlots::new(p.backends.len(), p.max_connections_per_backend)),
                 config: p.clone(),
                 balancer,
                 endpoints,
