@@ -35,6 +35,7 @@ pub struct RawListener {
     pub tls: Option<RawListenerTls>,
     pub limits: Option<RawListenerLimits>,
     pub proxy_protocol: Option<RawProxyProtocolAccept>,
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,8 @@ pub struct Runtime {
 pub enum ListenerProtocol {
     Http,
     Https,
+    /// Layer 4: every connection is relayed to a backend of the listener's pool.
+    Tcp,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,8 @@ pub struct Listener {
     pub limits: ListenerLimits,
     /// Accept the PROXY protocol from these sources.
     pub proxy_protocol: Option<ProxyProtocolAccept>,
+    /// For `protocol = "tcp"`: the pool whose backends take the connections.
+    pub pool: Option<String>,
 }
 
 /// PROXY protocol (v1 or v2) on a listener: sources in `trusted` send a header naming the

@@ -348,6 +348,22 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
     let listeners = build_listeners(ctx, &raw.listeners, &certificates, base);
     let pools = build_pools(ctx, &raw.pools, base);
     let routes = build_routes(ctx, &raw.routes, &listeners, &pools);
+    for (i, l) in listeners.iter().enumerate() {
+        if let Some(p) = &l.pool
+            && !pools.iter().any(|x| &x.name == p)
+        {
+            // Listeners that failed validation are left out, so find the raw index by name.
+            let index = raw
+                .listeners
+                .iter()
+                .position(|r| r.name.as_deref() == Some(l.name.as_str()))
+                .unwrap_or(i);
+            ctx.error(
+                &root.key("listeners").index(index).key("pool"),
+                format!("no pool named \"{p}\""),
+            );
+        }
+    }
     let observability = build_observability(ctx, raw.observability.unwrap_or_default());
     let admin = raw
         .admin
@@ -532,6 +548,7 @@ fn build_listeners(
             &[
                 ("http", ListenerProtocol::Http),
                 ("https", ListenerProtocol::Https),
+                ("tcp", ListenerProtocol::Tcp),
             ],
         );
         let zone = l.zone.clone().unwrap_or_else(|| "public".into());
@@ -554,7 +571,26 @@ fn build_listeners(
                 None
             }
             (None, ListenerProtocol::Http) => None,
+            (Some(_), ListenerProtocol::Tcp) => {
+                ctx.error(
+                    &path.key("tls"),
+                    "tcp listeners relay bytes as they come (TLS passes through); use protocol = \"https\" to terminate TLS",
+                );
+                None
+            }
+            (None, ListenerProtocol::Tcp) => None,
         };
+        match (protocol, &l.pool) {
+            (ListenerProtocol::Tcp, None) => ctx.error(
+                &path,
+                "protocol = \"tcp\" needs a \"pool\" whose backends take the connections",
+            ),
+            (ListenerProtocol::Http | ListenerProtocol::Https, Some(_)) => ctx.error(
+                &path.key("pool"),
+                "only tcp listeners name a pool; HTTP listeners reach pools through routes",
+            ),
+            _ => {}
+        }
         let limits = build_limits(ctx, &path.key("limits"), l.limits.as_ref());
         let proxy_protocol = l.proxy_protocol.as_ref().map(|pp| {
             let pp_path = path.key("proxy_protocol");
@@ -585,6 +621,7 @@ fn build_listeners(
                 tls,
                 limits,
                 proxy_protocol,
+                pool: l.pool.clone(),
             });
         }
     }

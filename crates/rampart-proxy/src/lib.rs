@@ -14,6 +14,7 @@ pub mod error;
 pub mod h1client;
 pub mod headers;
 pub mod health;
+pub mod l4;
 pub mod metrics;
 pub mod phase;
 pub mod proxy;

@@ -702,7 +702,7 @@ fn has_untried_backend(pool: &PoolRuntime, tried: &[usize], now: Instant) -> boo
 }
 
 /// Feeds passive health (EWMA, outlier detection) and counts ejections it causes.
-fn record_outcome(
+pub(crate) fn record_outcome(
     shared: &Shared,
     pool: &PoolRuntime,
     backend: usize,
@@ -907,7 +907,7 @@ fn sticky_choice(
     }
 }
 
-fn ip_hash(ip: IpAddr) -> u64 {
+pub(crate) fn ip_hash(ip: IpAddr) -> u64 {
     match ip {
         IpAddr::V4(v4) => balance::hash_bytes(&v4.octets()),
         IpAddr::V6(v6) => balance::hash_bytes(&v6.octets()),
@@ -916,7 +916,12 @@ fn ip_hash(ip: IpAddr) -> u64 {
 
 /// Rendezvous hashing over available backends: a key keeps its backend while that backend is
 /// available, and only the keys of a failed backend move.
-fn affinity_pick(pool: &PoolRuntime, key: u64, exclude: &[usize], now: Instant) -> Option<usize> {
+pub(crate) fn affinity_pick(
+    pool: &PoolRuntime,
+    key: u64,
+    exclude: &[usize],
+    now: Instant,
+) -> Option<usize> {
     let mut best: Option<(u64, usize)> = None;
     let any_primary = (0..pool.balancer.len()).any(|i| {
         !pool.config.backends[i].backup

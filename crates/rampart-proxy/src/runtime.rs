@@ -83,6 +83,8 @@ pub struct Runtime {
 pub struct ListenerRuntime {
     pub config: config::Listener,
     pub tls: Option<ListenerTlsRuntime>,
+    /// For tcp listeners: index of the pool in `Runtime::pools`.
+    pub tcp_pool: Option<usize>,
 }
 
 pub struct ListenerTlsRuntime {
@@ -278,6 +280,10 @@ impl Runtime {
                 ListenerRuntime {
                     config: l.clone(),
                     tls,
+                    tcp_pool: l
+                        .pool
+                        .as_ref()
+                        .and_then(|name| snapshot.pools.iter().position(|p| &p.name == name)),
                 },
             );
         }

@@ -246,6 +246,7 @@ pub async fn accept_loop(
         let h2c = lrt.config.h2c;
         let zone: Arc<str> = Arc::from(lrt.config.zone.as_str());
         let proxy_protocol = lrt.config.proxy_protocol.clone();
+        let tcp_pool = lrt.tcp_pool;
         drop(rt);
         let shared = shared.clone();
         let shutdown = shutdown.clone();
@@ -320,7 +321,12 @@ pub async fn accept_loop(
                 drop(guard);
                 return;
             }
-            serve_connection(shared, info, stream, limits, acceptor, h2c, shutdown).await;
+            match tcp_pool {
+                Some(pool) => crate::l4::relay(shared, info, stream, pool).await,
+                None => {
+                    serve_connection(shared, info, stream, limits, acceptor, h2c, shutdown).await
+                }
+            }
             drop(guard);
         });
     }

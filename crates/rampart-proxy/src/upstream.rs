@@ -179,6 +179,16 @@ impl Endpoint {
             .sum()
     }
 
+    /// A new transport to this backend for a relayed (layer 4) client connection: TCP, the
+    /// PROXY header when configured, then TLS when configured.
+    pub async fn open_stream(
+        &self,
+        timeout: Duration,
+        client: Option<proxy_protocol::Addresses>,
+    ) -> Result<Io, ProxyError> {
+        self.connect(timeout, client).await
+    }
+
     /// TCP (and TLS) connect only, for TCP health checks.
     pub async fn probe_connect(&self, timeout: Duration) -> Result<(), ProxyError> {
         self.connect(timeout, None).await.map(drop)

@@ -1,0 +1,220 @@
+//! Layer 4 (`protocol = "tcp"`) listeners: connections relayed to a pool's backends with its
+//! balancing, affinity and failover; a real Redis behind Rampart.
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A TCP backend that answers every read with `<name>:` and the bytes it got.
+async fn echo_backend(name: &'static str) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let mut out = format!("{name}:").into_bytes();
+                    out.extend_from_slice(&buf[..n]);
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+fn tcp_config(pool: &str) -> String {
+    format!(
+        "[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:0\"\nprotocol = \"tcp\"\npool = \"p\"\n\
+         [[pools]]\nname = \"p\"\n{pool}\n\
+         [observability]\naccess_log = \"off\"\n"
+    )
+}
+
+/// Sends `line` on a new connection; the answer, or `Err` when the connection closed.
+async fn talk(addr: SocketAddr, line: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    s.write_all(line.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("closed".into());
+    }
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[tokio::test]
+async fn connections_are_balanced_and_fail_over() {
+    let (a, a_task) = echo_backend("a").await;
+    let (b, _b_task) = echo_backend("b").await;
+    let (_proxy, addr) = start_proxy(&tcp_config(&format!(
+        "backends = [{{ id = \"a\", address = \"{a}\" }}, {{ id = \"b\", address = \"{b}\" }}]"
+    )))
+    .await;
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..10 {
+        let answer = talk(addr, "ping").await.unwrap();
+        assert!(answer.ends_with(":ping"), "{answer}");
+        *seen.entry(answer).or_insert(0) += 1;
+    }
+    assert_eq!(seen.get("a:ping"), Some(&5), "{seen:?}");
+    assert_eq!(seen.get("b:ping"), Some(&5), "{seen:?}");
+    // Backend a goes away: every new connection still gets through, to b.
+    a_task.abort();
+    let _ = a_task.await;
+    for _ in 0..10 {
+        assert_eq!(talk(addr, "again").await.unwrap(), "b:again");
+    }
+}
+
+#[tokio::test]
+async fn source_ip_affinity_keeps_a_client_on_one_backend() {
+    let (a, _a) = echo_backend("a").await;
+    let (b, _b) = echo_backend("b").await;
+    let (_proxy, addr) = start_proxy(&tcp_config(&format!(
+        "backends = [{{ address = \"{a}\" }}, {{ address = \"{b}\" }}]\nsticky = {{ mode = \"source_ip\" }}"
+    )))
+    .await;
+    let first = talk(addr, "x").await.unwrap();
+    for _ in 0..10 {
+        assert_eq!(talk(addr, "x").await.unwrap(), first);
+    }
+}
+
+#[tokio::test]
+async fn no_reachable_backend_closes_the_connection() {
+    let port = free_port();
+    let (_proxy, addr) = start_proxy(&tcp_config(&format!(
+        "backends = [{{ address = \"127.0.0.1:{port}\" }}]"
+    )))
+    .await;
+    assert!(talk(addr, "anyone?").await.is_err());
+}
+
+#[tokio::test]
+async fn tcp_listener_settings_are_checked() {
+    let pool = "[[pools]]\nname = \"p\"\nbackends = [{ address = \"127.0.0.1:9\" }]\n";
+    for (listener, expected) in [
+        ("protocol = \"tcp\"", "needs a \"pool\""),
+        (
+            "protocol = \"tcp\"\npool = \"nope\"",
+            "no pool named \"nope\"",
+        ),
+        ("pool = \"p\"", "only tcp listeners name a pool"),
+        (
+            "protocol = \"tcp\"\npool = \"p\"\ntls = { certificates = [\"x\"] }",
+            "use protocol = \"https\"",
+        ),
+    ] {
+        let config =
+            format!("[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:0\"\n{listener}\n{pool}");
+        let err = rampart_config::load_str(&config, "t.toml", std::path::Path::new("."))
+            .map(|_| ())
+            .expect_err(listener)
+            .to_string();
+        assert!(err.contains(expected), "{listener}: {err}");
+    }
+}
+
+/// A redis-server child on 127.0.0.1, stopped when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("`redis-server` is not installed: apt-get install -y redis-server");
+        Redis { child, port }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One RESP command on a new connection through `addr`; the first reply line.
+async fn redis(addr: SocketAddr, args: &[&str]) -> Result<String, String> {
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    let reply = talk(addr, &cmd).await?;
+    Ok(reply.lines().next().unwrap_or_default().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server (Debian package)"]
+async fn redis_behind_a_tcp_listener_survives_losing_a_server() {
+    let mut one = Redis::start();
+    let two = Redis::start();
+    let (proxy, addr) = start_proxy(&tcp_config(&format!(
+        "backends = [{{ id = \"one\", address = \"127.0.0.1:{}\" }}, {{ id = \"two\", address = \"127.0.0.1:{}\" }}]\n\
+         health_check = {{ kind = \"tcp\", interval = \"500ms\", timeout = \"500ms\", rise = 1, fall = 2 }}",
+        one.port, two.port
+    )))
+    .await;
+    let up = wait_for(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", one.port)).is_ok()
+            && std::net::TcpStream::connect(("127.0.0.1", two.port)).is_ok()
+    })
+    .await;
+    assert!(up, "redis servers did not start");
+    for _ in 0..10 {
+        assert_eq!(redis(addr, &["PING"]).await.unwrap(), "+PONG");
+    }
+    one.stop();
+    // Every new connection reaches the remaining server, before and after the health check
+    // notices.
+    let mut failures = 0;
+    for i in 0..40 {
+        match redis(addr, &["SET", "k", &i.to_string()]).await {
+            Ok(r) if r == "+OK" => {}
+            other => {
+                eprintln!("SET {i}: {other:?}");
+                failures += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if failures > 0 {
+        eprintln!("one: {:?}", backend_status(&proxy, "p", "one"));
+        eprintln!("two: {:?}", backend_status(&proxy, "p", "two"));
+    }
+    assert_eq!(failures, 0);
+    assert_eq!(redis(addr, &["GET", "k"]).await.unwrap(), "$2");
+}
