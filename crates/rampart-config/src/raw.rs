@@ -36,6 +36,15 @@ pub struct RawListener {
     pub limits: Option<RawListenerLimits>,
     pub proxy_protocol: Option<RawProxyProtocolAccept>,
     pub pool: Option<String>,
+    #[serde(default)]
+    pub sni: Vec<RawSniRoute>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSniRoute {
+    #[serde(default)]
+    pub names: Vec<String>,
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

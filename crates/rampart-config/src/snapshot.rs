@@ -76,8 +76,34 @@ pub struct Listener {
     pub limits: ListenerLimits,
     /// Accept the PROXY protocol from these sources.
     pub proxy_protocol: Option<ProxyProtocolAccept>,
-    /// For `protocol = "tcp"`: the pool whose backends take the connections.
+    /// For `protocol = "tcp"`: the pool whose backends take the connections (those matching
+    /// no `sni` entry, when there are some).
     pub pool: Option<String>,
+    /// For `protocol = "tcp"`: TLS pass-through routed by the ClientHello's server name.
+    pub sni: Vec<SniRoute>,
+}
+
+/// Connections whose TLS server name matches `names` (exact, or `*.` for one label) go to
+/// `pool`; TLS is not terminated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SniRoute {
+    /// Lower case; a leading `*.` matches exactly one label.
+    pub names: Vec<String>,
+    pub pool: String,
+}
+
+impl SniRoute {
+    pub fn matches(&self, server_name: &str) -> bool {
+        let name = server_name.trim_end_matches('.').to_ascii_lowercase();
+        self.names
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(suffix) => name
+                    .split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+                None => *pattern == name,
+            })
+    }
 }
 
 /// PROXY protocol (v1 or v2) on a listener: sources in `trusted` send a header naming the
@@ -403,5 +429,25 @@ impl Secret {
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod sni_tests {
+    use super::SniRoute;
+
+    #[test]
+    fn sni_names_match_exactly_or_one_wildcard_label() {
+        let route = SniRoute {
+            names: vec!["api.example.com".into(), "*.apps.example.com".into()],
+            pool: "p".into(),
+        };
+        assert!(route.matches("api.example.com"));
+        assert!(route.matches("API.Example.com."));
+        assert!(route.matches("x.apps.example.com"));
+        assert!(!route.matches("apps.example.com"));
+        assert!(!route.matches("x.y.apps.example.com"));
+        assert!(!route.matches(".apps.example.com"));
+        assert!(!route.matches("example.com"));
     }
 }

@@ -349,19 +349,25 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
     let pools = build_pools(ctx, &raw.pools, base);
     let routes = build_routes(ctx, &raw.routes, &listeners, &pools);
     for (i, l) in listeners.iter().enumerate() {
+        // Listeners that failed validation are left out, so find the raw index by name.
+        let index = raw
+            .listeners
+            .iter()
+            .position(|r| r.name.as_deref() == Some(l.name.as_str()))
+            .unwrap_or(i);
+        let lp = root.key("listeners").index(index);
         if let Some(p) = &l.pool
             && !pools.iter().any(|x| &x.name == p)
         {
-            // Listeners that failed validation are left out, so find the raw index by name.
-            let index = raw
-                .listeners
-                .iter()
-                .position(|r| r.name.as_deref() == Some(l.name.as_str()))
-                .unwrap_or(i);
-            ctx.error(
-                &root.key("listeners").index(index).key("pool"),
-                format!("no pool named \"{p}\""),
-            );
+            ctx.error(&lp.key("pool"), format!("no pool named \"{p}\""));
+        }
+        for (j, r) in l.sni.iter().enumerate() {
+            if !pools.iter().any(|x| x.name == r.pool) {
+                ctx.error(
+                    &lp.key("sni").index(j).key("pool"),
+                    format!("no pool named \"{}\"", r.pool),
+                );
+            }
         }
     }
     let observability = build_observability(ctx, raw.observability.unwrap_or_default());
@@ -581,9 +587,9 @@ fn build_listeners(
             (None, ListenerProtocol::Tcp) => None,
         };
         match (protocol, &l.pool) {
-            (ListenerProtocol::Tcp, None) => ctx.error(
+            (ListenerProtocol::Tcp, None) if l.sni.is_empty() => ctx.error(
                 &path,
-                "protocol = \"tcp\" needs a \"pool\" whose backends take the connections",
+                "protocol = \"tcp\" needs a \"pool\" whose backends take the connections (or \"sni\" routes)",
             ),
             (ListenerProtocol::Http | ListenerProtocol::Https, Some(_)) => ctx.error(
                 &path.key("pool"),
@@ -592,6 +598,47 @@ fn build_listeners(
             _ => {}
         }
         let limits = build_limits(ctx, &path.key("limits"), l.limits.as_ref());
+        if !l.sni.is_empty() && protocol != ListenerProtocol::Tcp {
+            ctx.error(
+                &path.key("sni"),
+                "sni routes pass TLS through on tcp listeners; https listeners choose certificates by SNI instead",
+            );
+        }
+        let mut sni = Vec::new();
+        for (j, r) in l.sni.iter().enumerate() {
+            let rp = path.key("sni").index(j);
+            if r.names.is_empty() {
+                ctx.error(&rp.key("names"), "name at least one server name");
+            }
+            let mut names = Vec::new();
+            for (k, n) in r.names.iter().enumerate() {
+                let lower = n.to_ascii_lowercase();
+                let host = lower.strip_prefix("*.").unwrap_or(&lower);
+                let valid = !host.is_empty()
+                    && host.split('.').all(|label| {
+                        !label.is_empty()
+                            && label.len() <= 63
+                            && label
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    });
+                if valid {
+                    names.push(lower);
+                } else {
+                    ctx.error(
+                        &rp.key("names").index(k),
+                        format!("\"{n}\" is not a host name (a leading \"*.\" is allowed)"),
+                    );
+                }
+            }
+            match &r.pool {
+                Some(pool) => sni.push(SniRoute {
+                    names,
+                    pool: pool.clone(),
+                }),
+                None => ctx.error(&rp, "missing \"pool\""),
+            }
+        }
         let proxy_protocol = l.proxy_protocol.as_ref().map(|pp| {
             let pp_path = path.key("proxy_protocol");
             if pp.trusted.is_empty() {
@@ -622,6 +669,7 @@ fn build_listeners(
                 limits,
                 proxy_protocol,
                 pool: l.pool.clone(),
+                sni,
             });
         }
     }

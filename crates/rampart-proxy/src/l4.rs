@@ -4,9 +4,11 @@
 //! hashing, health checks, passive ejection and drain all apply. A backend that cannot be
 //! reached within the connect timeout counts as a failure and the next one is tried (up to the
 //! pool's retry attempts); then bytes pass both ways unchanged until either side closes.
+//! With SNI routes the pool is chosen by the server name in the client's TLS ClientHello,
+//! read without consuming it: TLS passes through end to end, never terminated here.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rampart_config::{HashKey, Sticky};
 use tokio::net::TcpStream;
@@ -17,15 +19,47 @@ use crate::phase::ConnInfo;
 use crate::proxy::{affinity_pick, ip_hash, record_outcome};
 use crate::proxy_protocol::Addresses;
 
-/// Relays `client` to a backend of pool `pool_index`.
+/// Relays `client` to a backend of its listener's pool (by SNI when the listener routes by
+/// it; the ClientHello must arrive within `hello_timeout`).
 pub async fn relay(
     shared: Arc<Shared>,
     info: Arc<ConnInfo>,
     mut client: TcpStream,
-    pool_index: usize,
+    hello_timeout: Duration,
 ) {
     let rt = shared.request_runtime();
-    let Some(pool) = rt.pools.get(pool_index) else {
+    let Some(listener) = rt.listeners.get(&*info.listener) else {
+        return;
+    };
+    let pool_index = if listener.sni_pools.is_empty() {
+        listener.tcp_pool
+    } else {
+        match tokio::time::timeout(hello_timeout, peek_server_name(&client)).await {
+            Ok(Ok(name)) => name
+                .and_then(|n| {
+                    listener
+                        .sni_pools
+                        .iter()
+                        .find(|(route, _)| route.matches(&n))
+                        .map(|(_, pool)| *pool)
+                })
+                .or(listener.tcp_pool),
+            Ok(Err(e)) => {
+                tracing::debug!(listener = %info.listener, client = %info.client, error = %e, "no TLS ClientHello");
+                None
+            }
+            Err(_) => None,
+        }
+    };
+    let Some(pool) = pool_index.and_then(|i| rt.pools.get(i)) else {
+        shared
+            .metrics
+            .errors
+            .get_or_create(&ErrorLabels {
+                listener: info.listener.to_string(),
+                kind: "no_route",
+            })
+            .inc();
         return;
     };
     let ip = info.client.ip();
@@ -86,4 +120,37 @@ pub async fn relay(
         })
         .inc();
     tracing::debug!(listener = %info.listener, client = %info.client, "no backend took the tcp connection");
+}
+
+/// Largest ClientHello read to find the server name.
+const MAX_CLIENT_HELLO: usize = 32 * 1024;
+
+/// The server name of the TLS ClientHello at the start of `stream`, without consuming it.
+/// `Ok(None)`: a ClientHello without SNI.
+async fn peek_server_name(stream: &TcpStream) -> Result<Option<String>, String> {
+    let mut buf = vec![0u8; MAX_CLIENT_HELLO];
+    loop {
+        let n = stream.peek(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed before a ClientHello".into());
+        }
+        // A fresh parser over everything peeked so far: the hello may span several records.
+        let mut acceptor = rustls::server::Acceptor::default();
+        let mut bytes = &buf[..n];
+        while !bytes.is_empty() {
+            match acceptor.read_tls(&mut bytes) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(format!("not TLS: {e}")),
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                return Ok(accepted.client_hello().server_name().map(str::to_owned));
+            }
+            Ok(None) if n < buf.len() => tokio::time::sleep(Duration::from_millis(2)).await,
+            Ok(None) => return Err("ClientHello larger than 32 KiB".into()),
+            Err((e, _)) => return Err(format!("not a TLS ClientHello: {e}")),
+        }
+    }
 }

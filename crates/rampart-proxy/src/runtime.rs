@@ -83,8 +83,18 @@ pub struct Runtime {
 pub struct ListenerRuntime {
     pub config: config::Listener,
     pub tls: Option<ListenerTlsRuntime>,
-    /// For tcp listeners: index of the pool in `Runtime::pools`.
+    /// For tcp listeners: index of the pool in `Runtime::pools` for connections no SNI route
+    /// takes.
     pub tcp_pool: Option<usize>,
+    /// For tcp listeners with SNI routes: each route and its pool's index.
+    pub sni_pools: Vec<(config::SniRoute, usize)>,
+}
+
+impl ListenerRuntime {
+    /// Whether connections are relayed at layer 4.
+    pub fn is_tcp(&self) -> bool {
+        self.config.protocol == config::ListenerProtocol::Tcp
+    }
 }
 
 pub struct ListenerTlsRuntime {
@@ -284,6 +294,14 @@ impl Runtime {
                         .pool
                         .as_ref()
                         .and_then(|name| snapshot.pools.iter().position(|p| &p.name == name)),
+                    sni_pools: l
+                        .sni
+                        .iter()
+                        .filter_map(|r| {
+                            let pool = snapshot.pools.iter().position(|p| p.name == r.pool)?;
+                            Some((r.clone(), pool))
+                        })
+                        .collect(),
                 },
             );
         }

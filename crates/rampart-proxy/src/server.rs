@@ -246,7 +246,7 @@ pub async fn accept_loop(
         let h2c = lrt.config.h2c;
         let zone: Arc<str> = Arc::from(lrt.config.zone.as_str());
         let proxy_protocol = lrt.config.proxy_protocol.clone();
-        let tcp_pool = lrt.tcp_pool;
+        let tcp = lrt.is_tcp();
         drop(rt);
         let shared = shared.clone();
         let shutdown = shutdown.clone();
@@ -321,11 +321,10 @@ pub async fn accept_loop(
                 drop(guard);
                 return;
             }
-            match tcp_pool {
-                Some(pool) => crate::l4::relay(shared, info, stream, pool).await,
-                None => {
-                    serve_connection(shared, info, stream, limits, acceptor, h2c, shutdown).await
-                }
+            if tcp {
+                crate::l4::relay(shared, info, stream, limits.header_read_timeout).await
+            } else {
+                serve_connection(shared, info, stream, limits, acceptor, h2c, shutdown).await
             }
             drop(guard);
         });

@@ -116,6 +116,22 @@ async fn tcp_listener_settings_are_checked() {
     for (listener, expected) in [
         ("protocol = \"tcp\"", "needs a \"pool\""),
         (
+            "protocol = \"tcp\"\nsni = [{ names = [\"a..b\"], pool = \"p\" }]",
+            "is not a host name",
+        ),
+        (
+            "protocol = \"tcp\"\nsni = [{ names = [], pool = \"p\" }]",
+            "name at least one",
+        ),
+        (
+            "protocol = \"tcp\"\nsni = [{ names = [\"a.test\"], pool = \"q\" }]",
+            "no pool named \"q\"",
+        ),
+        (
+            "sni = [{ names = [\"a.test\"], pool = \"p\" }]",
+            "sni routes pass TLS through",
+        ),
+        (
             "protocol = \"tcp\"\npool = \"nope\"",
             "no pool named \"nope\"",
         ),
@@ -217,4 +233,79 @@ async fn redis_behind_a_tcp_listener_survives_losing_a_server() {
     }
     assert_eq!(failures, 0);
     assert_eq!(redis(addr, &["GET", "k"]).await.unwrap(), "$2");
+}
+
+/// A TLS server answering `<name>:` plus what it read, with the certificate in `leaf`.
+async fn tls_echo_backend(name: &'static str, leaf: &TestLeaf) -> SocketAddr {
+    let certs = rampart_tls::load_certs(&leaf.cert_path).unwrap();
+    let key = rampart_tls::load_key(&leaf.key_path).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(rampart_tls::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = tls.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let mut out = format!("{name}:").into_bytes();
+                    out.extend_from_slice(&buf[..n]);
+                    if tls.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_routes_pass_tls_through_to_each_names_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "l4");
+    let a_leaf = ca.issue(dir.path(), "a", &["a.test"]);
+    let b_leaf = ca.issue(dir.path(), "b", &["*.b.test"]);
+    let a = tls_echo_backend("a", &a_leaf).await;
+    let b = tls_echo_backend("b", &b_leaf).await;
+    let config = format!(
+        "[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:0\"\nprotocol = \"tcp\"\n\
+         sni = [{{ names = [\"A.test\"], pool = \"a\" }}, {{ names = [\"*.b.test\"], pool = \"b\" }}]\n\
+         [[pools]]\nname = \"a\"\nbackends = [{{ address = \"{a}\" }}]\n\
+         [[pools]]\nname = \"b\"\nbackends = [{{ address = \"{b}\" }}]\n\
+         [observability]\naccess_log = \"off\"\n"
+    );
+    let (_proxy, addr) = start_proxy(&config).await;
+    let client = tls_client_config(&ca.pem_path, &[], None);
+    for (name, leaf, tag) in [
+        ("a.test", &a_leaf, "a"),
+        ("x.b.test", &b_leaf, "b"),
+        ("y.b.test", &b_leaf, "b"),
+    ] {
+        let mut tls = tls_connect(addr, name, client.clone()).await.unwrap();
+        // The backend's own certificate arrives: TLS is end to end.
+        assert_eq!(peer_leaf(&tls), leaf.der, "{name}");
+        tls.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], format!("{tag}:hello").as_bytes(), "{name}");
+    }
+    // A name no route takes (and no default pool), and plain bytes: closed.
+    assert!(tls_connect(addr, "c.test", client.clone()).await.is_err());
+    assert!(talk(addr, "GET / HTTP/1.1\r\n\r\n").await.is_err());
 }
