@@ -167,6 +167,9 @@ pub struct Proxy {
     background: Mutex<Vec<JoinHandle<()>>>,
     metrics_address: Mutex<Option<SocketAddr>>,
     workers: workers::Workers,
+    /// Listening sockets handed over by systemd socket activation, until a listener with
+    /// their address takes them.
+    inherited: Mutex<Vec<std::net::TcpListener>>,
 }
 
 impl Proxy {
@@ -229,11 +232,20 @@ impl Proxy {
             background: Mutex::new(Vec::new()),
             metrics_address: Mutex::new(None),
             workers,
+            inherited: Mutex::new(inherited_sockets()),
         });
         {
             let mut control = proxy.control.lock().await;
             let prepared = proxy.prepare_listeners(&control, &snapshot)?;
             proxy.commit_listeners(&mut control, prepared).await;
+            for unused in proxy
+                .inherited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain(..)
+            {
+                tracing::warn!(address = ?unused.local_addr().ok(), "an inherited socket matches no listener; closing it");
+            }
             let rt = proxy.shared.runtime.load_full();
             control.health = health::spawn_checks(&proxy.shared, &rt);
         }
@@ -422,12 +434,14 @@ impl Proxy {
                 prepared.deferred.push((l.name.clone(), l.address));
                 continue;
             }
-            let sockets = server::bind_group(l.address, self.workers.len()).map_err(|error| {
-                ReloadError::Bind {
-                    listener: l.name.clone(),
-                    address: l.address,
-                    error,
-                }
+            let sockets = match self.take_inherited(l.address) {
+                Some(socket) => server::adopt_group(socket, self.workers.len()),
+                None => server::bind_group(l.address, self.workers.len()),
+            }
+            .map_err(|error| ReloadError::Bind {
+                listener: l.name.clone(),
+                address: l.address,
+                error,
             })?;
             prepared.bound.push((l.name.clone(), l.address, sockets));
         }
@@ -504,6 +518,16 @@ impl Proxy {
                 },
             );
         }
+    }
+
+    /// The inherited socket listening on `address`, if systemd handed one over.
+    fn take_inherited(&self, address: SocketAddr) -> Option<std::net::TcpListener> {
+        let mut inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+        let index = inherited
+            .iter()
+            .position(|s| s.local_addr().is_ok_and(|a| a == address))?;
+        tracing::info!(%address, "using the listening socket handed over by systemd");
+        Some(inherited.swap_remove(index))
     }
 
     fn spawn_background(self: &Arc<Self>) {
@@ -696,6 +720,22 @@ impl Proxy {
         }
         self.tracker.active()
     }
+}
+
+/// TCP listening sockets passed by systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`).
+fn inherited_sockets() -> Vec<std::net::TcpListener> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut sockets = Vec::new();
+    for index in 0..fds.len() {
+        match fds.take_tcp_listener(index) {
+            Ok(Some(socket)) => sockets.push(socket),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(fd = index + 3, error = %e, "inherited file descriptor is not a TCP listening socket")
+            }
+        }
+    }
+    sockets
 }
 
 fn build_access_log(config: &AccessLog, metrics: &Arc<Metrics>) -> Result<AccessLogger, String> {

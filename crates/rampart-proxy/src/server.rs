@@ -35,6 +35,21 @@ pub fn bind_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::ne
     Ok(sockets)
 }
 
+/// Serves an inherited listening socket (systemd socket activation) from `count` workers: they
+/// share the one socket (its options are the activator's, so no SO_REUSEPORT siblings).
+pub fn adopt_group(
+    socket: std::net::TcpListener,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    socket.set_nonblocking(true)?;
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 1..count {
+        sockets.push(socket.try_clone()?);
+    }
+    sockets.push(socket);
+    Ok(sockets)
+}
+
 fn bind_std(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     let domain = if addr.is_ipv4() {
         socket2::Domain::IPV4

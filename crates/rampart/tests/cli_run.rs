@@ -324,3 +324,51 @@ fn demo_serves_within_five_seconds() {
     );
     drop(proc); // killed
 }
+
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian package systemd)"]
+fn systemd_socket_activation_serves_on_the_handed_over_socket() {
+    let backend = start_backend("activated\n");
+    let listen = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("rampart.toml");
+    // Two workers share the one inherited socket.
+    let text = config(listen, "blue", backend, backend, "round_robin")
+        .replace("threads = 1", "threads = 2");
+    std::fs::write(&cfg, text).unwrap();
+
+    // systemd-socket-activate binds the port, and starts Rampart with the socket as fd 3
+    // (LISTEN_FDS=1) when the first connection arrives. Rampart binding the port itself would
+    // fail: the address is taken by the handed-over socket.
+    let mut cmd = Command::new("systemd-socket-activate");
+    cmd.args(["-l", &format!("127.0.0.1:{listen}")])
+        .args(["-E", "RAMPART_LOG=info"])
+        .arg(env!("CARGO_BIN_EXE_rampart"))
+        .args(["run", "--config"])
+        .arg(&cfg);
+    let mut proc = Proc::spawn(cmd);
+    let answer = poll(listen, "/", Duration::from_secs(10), |(s, b)| {
+        *s == 200 && b == "activated\n"
+    });
+    assert_eq!(
+        answer,
+        Some((200, "activated\n".into())),
+        "stderr:\n{}",
+        proc.stderr()
+    );
+    for _ in 0..20 {
+        assert_eq!(get(listen, "/"), Some((200, "activated\n".into())));
+    }
+    assert!(
+        proc.stderr().contains("handed over by systemd"),
+        "stderr:\n{}",
+        proc.stderr()
+    );
+    proc.signal("TERM");
+    let status = proc.wait_exit(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit after SIGTERM: {status:?}; stderr:\n{}",
+        proc.stderr()
+    );
+}
