@@ -20,12 +20,14 @@ use crate::proxy::{affinity_pick, ip_hash, record_outcome};
 use crate::proxy_protocol::Addresses;
 
 /// Relays `client` to a backend of its listener's pool (by SNI when the listener routes by
-/// it; the ClientHello must arrive within `hello_timeout`).
+/// it; the ClientHello must arrive within `hello_timeout`). A session with no bytes either way
+/// for `idle_timeout` is closed.
 pub async fn relay(
     shared: Arc<Shared>,
     info: Arc<ConnInfo>,
     mut client: TcpStream,
     hello_timeout: Duration,
+    idle_timeout: Duration,
 ) {
     let rt = shared.request_runtime();
     let Some(listener) = rt.listeners.get(&*info.listener) else {
@@ -91,9 +93,19 @@ pub async fn relay(
         {
             Ok(mut upstream) => {
                 record_outcome(&shared, pool, backend, now.elapsed(), true);
-                let copied = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                if let Err(e) = copied {
-                    tracing::trace!(client = %info.client, error = %e, "tcp relay ended with an error");
+                let mut client = Watched::new(&mut client);
+                let activity = client.activity.clone();
+                let mut upstream = Watched::with_activity(&mut upstream, activity.clone());
+                let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+                tokio::select! {
+                    copied = copy => {
+                        if let Err(e) = copied {
+                            tracing::trace!(client = %info.client, error = %e, "tcp relay ended with an error");
+                        }
+                    }
+                    _ = idle(&activity, idle_timeout) => {
+                        tracing::debug!(client = %info.client, ?idle_timeout, "tcp session idle; closed");
+                    }
                 }
                 drop(in_flight);
                 return;
@@ -152,5 +164,105 @@ async fn peek_server_name(stream: &TcpStream) -> Result<Option<String>, String> 
             Ok(None) => return Err("ClientHello larger than 32 KiB".into()),
             Err((e, _)) => return Err(format!("not a TLS ClientHello: {e}")),
         }
+    }
+}
+
+/// Milliseconds since `epoch` of the last byte relayed either way.
+struct Activity {
+    epoch: Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = self.last_ms.load(std::sync::atomic::Ordering::Relaxed);
+        self.epoch
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
+}
+
+/// Completes once no byte has moved for `limit`; checks a few times per `limit`, so a busy
+/// session costs no timer per read.
+async fn idle(activity: &Activity, limit: Duration) {
+    let step = (limit / 4).max(Duration::from_millis(10));
+    loop {
+        let idle = activity.idle_for();
+        if idle >= limit {
+            return;
+        }
+        tokio::time::sleep((limit - idle).min(step).max(Duration::from_millis(1))).await;
+    }
+}
+
+/// A stream that notes the time of every successful read and write.
+struct Watched<'a, S> {
+    inner: &'a mut S,
+    activity: Arc<Activity>,
+}
+
+impl<'a, S> Watched<'a, S> {
+    fn new(inner: &'a mut S) -> Self {
+        let activity = Arc::new(Activity {
+            epoch: Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+        });
+        Watched { inner, activity }
+    }
+
+    fn with_activity(inner: &'a mut S, activity: Arc<Activity>) -> Self {
+        Watched { inner, activity }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<'_, S> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut *this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<'_, S> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut *this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &polled
+            && *n > 0
+        {
+            this.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
     }
 }

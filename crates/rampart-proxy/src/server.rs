@@ -337,7 +337,14 @@ pub async fn accept_loop(
                 return;
             }
             if tcp {
-                crate::l4::relay(shared, info, stream, limits.header_read_timeout).await
+                crate::l4::relay(
+                    shared,
+                    info,
+                    stream,
+                    limits.header_read_timeout,
+                    limits.idle_timeout,
+                )
+                .await
             } else {
                 serve_connection(shared, info, stream, limits, acceptor, h2c, shutdown).await
             }

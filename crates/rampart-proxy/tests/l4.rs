@@ -309,3 +309,36 @@ async fn sni_routes_pass_tls_through_to_each_names_backend() {
     assert!(tls_connect(addr, "c.test", client.clone()).await.is_err());
     assert!(talk(addr, "GET / HTTP/1.1\r\n\r\n").await.is_err());
 }
+
+#[tokio::test]
+async fn idle_sessions_are_closed_and_busy_ones_kept() {
+    let (a, _a) = echo_backend("a").await;
+    let config = format!(
+        "[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:0\"\nprotocol = \"tcp\"\npool = \"p\"\n\
+         limits = {{ idle_timeout = \"300ms\" }}\n\
+         [[pools]]\nname = \"p\"\nbackends = [{{ address = \"{a}\" }}]\n\
+         [observability]\naccess_log = \"off\"\n"
+    );
+    let (_proxy, addr) = start_proxy(&config).await;
+    let mut buf = [0u8; 64];
+    // Busy for 1 s, a message every 100 ms: never idle long enough to be closed.
+    let mut busy = TcpStream::connect(addr).await.unwrap();
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        busy.write_all(format!("m{i}").as_bytes()).await.unwrap();
+        let n = busy.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], format!("a:m{i}").as_bytes());
+    }
+    // Then quiet: closed about 300 ms after the last byte.
+    let start = std::time::Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(3), busy.read(&mut buf))
+        .await
+        .expect("closed within 3 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the idle session is closed");
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+}
