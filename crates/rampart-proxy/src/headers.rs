@@ -41,23 +41,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             overflow.push(name);
         }
     };
-    for token in headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-    {
-        // `close` and `keep-alive` are options, not field names (Keep-Alive is dropped below).
-        if token.eq_ignore_ascii_case("close") || token.eq_ignore_ascii_case("keep-alive") {
-            continue;
-        }
-        if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
-            && !(keep_upgrade && name == header::UPGRADE)
-        {
-            push(name);
-        }
-    }
+    nominated_fields(headers, keep_upgrade).for_each(&mut push);
     for name in headers.keys() {
         if is_hop_by_hop(name) || (!keep_upgrade && name == header::UPGRADE) {
             push(name.clone());
@@ -69,6 +53,27 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// Field names the `Connection` header nominates as hop-by-hop (`close` and `keep-alive` are
+/// options, not names). With `keep_upgrade`, `Upgrade` is not among them.
+fn nominated_fields(
+    headers: &HeaderMap,
+    keep_upgrade: bool,
+) -> impl Iterator<Item = HeaderName> + '_ {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case("keep-alive")
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(move |name| !(keep_upgrade && name == header::UPGRADE))
 }
 
 /// Is this an HTTP/1.1 WebSocket upgrade? Other upgrade tokens (e.g. `h2c`) are not tunnelled:
@@ -104,27 +109,7 @@ impl Rewrite {
     /// Starts from the client's fields; with `keep_upgrade`, `Upgrade` passes and
     /// `Connection: upgrade` is sent (WebSocket hand-off).
     pub fn new(headers: &HeaderMap, keep_upgrade: bool) -> Self {
-        let mut nominated = Vec::new();
-        for token in headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-        {
-            // `close` and `keep-alive` are options, not field names.
-            if token.is_empty()
-                || token.eq_ignore_ascii_case("close")
-                || token.eq_ignore_ascii_case("keep-alive")
-            {
-                continue;
-            }
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
-                && !(keep_upgrade && name == header::UPGRADE)
-            {
-                nominated.push(name);
-            }
-        }
+        let nominated = nominated_fields(headers, keep_upgrade).collect();
         let mut rewrite = Rewrite {
             set: Default::default(),
             set_len: 0,
