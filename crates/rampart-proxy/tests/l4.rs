@@ -342,3 +342,40 @@ async fn idle_sessions_are_closed_and_busy_ones_kept() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn broken_or_stalled_client_hellos_are_closed() {
+    let (a, _a) = echo_backend("a").await;
+    let config = format!(
+        "[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:0\"\nprotocol = \"tcp\"\n\
+         sni = [{{ names = [\"a.test\"], pool = \"p\" }}]\n\
+         limits = {{ header_read_timeout = \"300ms\" }}\n\
+         [[pools]]\nname = \"p\"\nbackends = [{{ address = \"{a}\" }}]\n\
+         [observability]\naccess_log = \"off\"\n"
+    );
+    let (_proxy, addr) = start_proxy(&config).await;
+    // A TLS record header followed by garbage, and a huge declared record.
+    for bytes in [
+        &b"\x16\x03\x01\x00\x10garbage-garbage!"[..],
+        b"\x16\x03\x01\xff\xff\x01\x00\xff\xfb\x03\x03",
+        &[0u8; 64][..],
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+            .await
+            .expect("closed within 3 s")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "{bytes:?} must not reach a backend");
+    }
+    // A ClientHello that never completes is cut off after header_read_timeout.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"\x16\x03\x01").await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("closed within 3 s")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
