@@ -23,6 +23,7 @@ pub struct RawRuntime {
     pub threads: Option<i64>,
     pub sticky_secret_file: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub upgrade_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -54,6 +54,9 @@ pub struct Runtime {
     pub threads: usize,
     pub sticky_secret_file: Option<PathBuf>,
     pub shutdown_grace: Duration,
+    /// Unix socket on which the running process hands its listening sockets to a new one
+    /// (`rampart upgrade`).
+    pub upgrade_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

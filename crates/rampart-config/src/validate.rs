@@ -270,6 +270,31 @@ impl Ctx<'_> {
         }
     }
 
+    /// A Unix socket path: its directory must exist and the path fit `sun_path`.
+    fn socket_path(&mut self, path: &FieldPath, base: &Path, value: &str) -> PathBuf {
+        let p = base.join(value);
+        // sun_path holds 108 bytes including the terminating NUL.
+        const MAX_SOCKET_PATH: usize = 107;
+        if value.is_empty() || value.ends_with('/') {
+            self.error(path, "expected the path of a socket file".to_string());
+        } else if p.as_os_str().len() > MAX_SOCKET_PATH {
+            self.error(
+                path,
+                format!(
+                    "socket path \"{}\" is {} bytes long; at most {MAX_SOCKET_PATH} fit a Unix socket address",
+                    p.display(),
+                    p.as_os_str().len()
+                ),
+            );
+        } else if !p.parent().is_some_and(Path::is_dir) {
+            self.error(
+                path,
+                format!("directory of \"{}\" does not exist", p.display()),
+            );
+        }
+        p
+    }
+
     fn file(&mut self, path: &FieldPath, base: &Path, value: &str) -> PathBuf {
         let p = base.join(value);
         if !p.is_file() {
@@ -438,6 +463,10 @@ fn build_runtime(ctx: &mut Ctx<'_>, path: &FieldPath, raw: RawRuntime, base: &Pa
             &raw.shutdown_grace,
             Duration::from_secs(30),
         ),
+        upgrade_socket: raw
+            .upgrade_socket
+            .as_ref()
+            .map(|s| ctx.socket_path(&path.key("upgrade_socket"), base, s)),
     }
 }
 

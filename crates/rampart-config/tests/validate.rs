@@ -137,3 +137,29 @@ fn header_limits_above_the_maximum_are_errors() {
     let e = load(&text).unwrap_err().to_string();
     assert!(e.contains("listeners[1].limits.max_header_bytes: 2097152 bytes is more than the maximum of 1048576"), "{e}");
 }
+
+#[test]
+fn upgrade_socket_paths_are_checked() {
+    let with = |path: &str| format!("[runtime]\nupgrade_socket = \"{path}\"\n{GOOD}");
+    let ok = load(&with("/tmp/rampart-upgrade.sock")).expect("valid");
+    assert_eq!(
+        ok.runtime.upgrade_socket.as_deref(),
+        Some(Path::new("/tmp/rampart-upgrade.sock"))
+    );
+    let cases = [
+        ("/no/such/directory/upgrade.sock", "directory of"),
+        ("/tmp/", "expected the path of a socket file"),
+        ("", "expected the path of a socket file"),
+    ];
+    for (path, want) in cases {
+        let errors = load(&with(path)).unwrap_err().to_string();
+        assert!(
+            errors.contains("runtime.upgrade_socket"),
+            "{path}: {errors}"
+        );
+        assert!(errors.contains(want), "{path}: {errors}");
+    }
+    let long = format!("/tmp/{}.sock", "x".repeat(120));
+    let errors = load(&with(&long)).unwrap_err().to_string();
+    assert!(errors.contains("at most 107"), "{errors}");
+}

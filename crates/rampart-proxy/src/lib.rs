@@ -56,6 +56,8 @@ pub struct Shared {
     pub sticky: StickySigner,
     pub request_ids: proxy::RequestIds,
     pub phases: Phases,
+    /// Set when the process stops: HTTP/1.1 responses then carry `Connection: close`.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// A worker's handle to the current runtime.
@@ -137,8 +139,35 @@ pub struct PoolStatus {
 struct ListenerHandle {
     address: SocketAddr,
     stop: watch::Sender<bool>,
-    /// One accept loop per worker.
+    /// One accept loop per socket.
     tasks: Vec<JoinHandle<()>>,
+    /// Duplicates of the listener's sockets, to hand over to a new process.
+    sockets: Vec<std::net::TcpListener>,
+}
+
+/// What a listening socket is for, as the process that hands it over describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SocketRole {
+    pub kind: SocketKind,
+    /// The listener's name (empty for the admin and metrics sockets).
+    pub name: String,
+    /// The address as configured (port 0 included), not as bound.
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SocketKind {
+    Listener,
+    Admin,
+    Metrics,
+}
+
+/// A listening socket this process did not bind: from systemd socket activation (no role)
+/// or handed over by the process being upgraded.
+pub struct InheritedSocket {
+    pub role: Option<SocketRole>,
+    pub socket: std::net::TcpListener,
 }
 
 /// Sockets bound for a new snapshot, not yet serving: one per worker for each listener.
@@ -165,11 +194,14 @@ pub struct Proxy {
     shutdown_tx: watch::Sender<bool>,
     tracker: Arc<server::ConnTracker>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    metrics_task: Mutex<Option<JoinHandle<()>>>,
     metrics_address: Mutex<Option<SocketAddr>>,
     workers: workers::Workers,
-    /// Listening sockets handed over by systemd socket activation, until a listener with
-    /// their address takes them.
-    inherited: Mutex<Vec<std::net::TcpListener>>,
+    /// Listening sockets handed over by systemd socket activation or an upgraded process,
+    /// until a listener with their address takes them.
+    inherited: Mutex<Vec<InheritedSocket>>,
+    /// The admin and metrics sockets, to hand over to a new process.
+    service_sockets: Mutex<Vec<(SocketRole, std::net::TcpListener)>>,
 }
 
 impl Proxy {
@@ -180,6 +212,19 @@ impl Proxy {
         config_path: Option<PathBuf>,
         phases: Phases,
     ) -> Result<Arc<Proxy>, ReloadError> {
+        Self::start_with_sockets(snapshot, config_path, phases, Vec::new()).await
+    }
+
+    /// [`Proxy::start`] that serves `handed_over` sockets (from the process being upgraded)
+    /// where their role matches a listener, besides any systemd passed.
+    pub async fn start_with_sockets(
+        snapshot: Snapshot,
+        config_path: Option<PathBuf>,
+        phases: Phases,
+        handed_over: Vec<InheritedSocket>,
+    ) -> Result<Arc<Proxy>, ReloadError> {
+        let mut inherited = handed_over;
+        inherited.extend(inherited_sockets());
         let metrics = Metrics::new();
         let secret = match &snapshot.runtime.sticky_secret_file {
             Some(path) => std::fs::read(path).map_err(|e| {
@@ -214,6 +259,7 @@ impl Proxy {
             sticky: StickySigner::new(&secret),
             request_ids: proxy::RequestIds::new(),
             phases,
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         let (shutdown_tx, _) = watch::channel(false);
         let proxy = Arc::new(Proxy {
@@ -230,42 +276,35 @@ impl Proxy {
             shutdown_tx,
             tracker: Arc::new(server::ConnTracker::default()),
             background: Mutex::new(Vec::new()),
+            metrics_task: Mutex::new(None),
             metrics_address: Mutex::new(None),
             workers,
-            inherited: Mutex::new(inherited_sockets()),
+            inherited: Mutex::new(inherited),
+            service_sockets: Mutex::new(Vec::new()),
         });
         {
             let mut control = proxy.control.lock().await;
             let prepared = proxy.prepare_listeners(&control, &snapshot)?;
             proxy.commit_listeners(&mut control, prepared).await;
-            for unused in proxy
-                .inherited
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .drain(..)
-            {
-                tracing::warn!(address = ?unused.local_addr().ok(), "an inherited socket matches no listener; closing it");
-            }
+            proxy.close_unused_inherited(&[SocketKind::Listener]);
             let rt = proxy.shared.runtime.load_full();
             control.health = health::spawn_checks(&proxy.shared, &rt);
         }
         metrics.config_generation.set(1);
         if let Some(addr) = snapshot.observability.metrics_address {
-            let listener = server::bind(addr).map_err(|error| ReloadError::Bind {
-                listener: "metrics".into(),
-                address: addr,
-                error,
-            })?;
+            let listener = proxy
+                .service_socket(SocketKind::Metrics, addr)
+                .map_err(|error| ReloadError::Bind {
+                    listener: "metrics".into(),
+                    address: addr,
+                    error,
+                })?;
             *proxy
                 .metrics_address
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
             let task = tokio::spawn(metrics_server(listener, metrics.clone()));
-            proxy
-                .background
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(task);
+            *proxy.metrics_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
         proxy.spawn_background();
         Ok(proxy)
@@ -375,9 +414,10 @@ impl Proxy {
         }
         if snapshot.observability.metrics_address != previous.snapshot.observability.metrics_address
             || snapshot.runtime.threads != previous.snapshot.runtime.threads
+            || snapshot.runtime.upgrade_socket != previous.snapshot.runtime.upgrade_socket
         {
             tracing::warn!(
-                "metrics_address and runtime.threads changes take effect after a restart"
+                "metrics_address, runtime.threads and runtime.upgrade_socket changes take effect after a restart or upgrade"
             );
         }
         let next = Arc::new(next);
@@ -434,9 +474,11 @@ impl Proxy {
                 prepared.deferred.push((l.name.clone(), l.address));
                 continue;
             }
-            let sockets = match self.take_inherited(l.address) {
-                Some(socket) => server::adopt_group(socket, self.workers.len()),
-                None => server::bind_group(l.address, self.workers.len()),
+            let inherited = self.take_inherited(SocketKind::Listener, &l.name, l.address);
+            let sockets = if inherited.is_empty() {
+                server::bind_group(l.address, self.workers.len())
+            } else {
+                server::adopt_group(inherited, self.workers.len())
             }
             .map_err(|error| ReloadError::Bind {
                 listener: l.name.clone(),
@@ -478,10 +520,13 @@ impl Proxy {
             let (stop, _) = watch::channel(false);
             let name: Arc<str> = Arc::from(name.as_str());
             let counts = server::ListenerCounts::default();
+            let handoff = sockets.iter().filter_map(|s| s.try_clone().ok()).collect();
+            let workers = self.workers.len();
             let tasks = sockets
                 .into_iter()
                 .enumerate()
-                .map(|(worker, socket)| {
+                .map(|(index, socket)| {
+                    let worker = index % workers;
                     let shared = self.shared.clone();
                     let name = name.clone();
                     let stop = stop.subscribe();
@@ -515,19 +560,112 @@ impl Proxy {
                     address,
                     stop,
                     tasks,
+                    sockets: handoff,
                 },
             );
         }
     }
 
-    /// The inherited socket listening on `address`, if systemd handed one over.
-    fn take_inherited(&self, address: SocketAddr) -> Option<std::net::TcpListener> {
+    /// The inherited sockets for a listener: those handed over for the same name and
+    /// configured address, else those bound to `address` (systemd, or a renamed listener).
+    fn take_inherited(
+        &self,
+        kind: SocketKind,
+        name: &str,
+        address: SocketAddr,
+    ) -> Vec<std::net::TcpListener> {
         let mut inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
-        let index = inherited
+        let same_role = |s: &InheritedSocket| {
+            s.role
+                .as_ref()
+                .is_some_and(|r| r.kind == kind && r.name == name && r.address == address)
+        };
+        let same_address = |s: &InheritedSocket| {
+            address.port() != 0
+                && s.role
+                    .as_ref()
+                    .is_none_or(|r| r.kind == kind && kind == SocketKind::Listener)
+                && s.socket.local_addr().is_ok_and(|a| a == address)
+        };
+        let matches: &dyn Fn(&InheritedSocket) -> bool = if inherited.iter().any(same_role) {
+            &same_role
+        } else {
+            &same_address
+        };
+        let (taken, rest): (Vec<_>, Vec<_>) = inherited.drain(..).partition(|s| matches(s));
+        *inherited = rest;
+        if !taken.is_empty() {
+            tracing::info!(%address, sockets = taken.len(), "using inherited listening sockets");
+        }
+        taken.into_iter().map(|s| s.socket).collect()
+    }
+
+    /// Closes inherited sockets of these kinds that nothing took (an inherited socket left
+    /// open would queue connections no one accepts).
+    pub fn close_unused_inherited(&self, kinds: &[SocketKind]) {
+        let mut inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+        inherited.retain(|s| {
+            let kind = s.role.as_ref().map_or(SocketKind::Listener, |r| r.kind);
+            if !kinds.contains(&kind) {
+                return true;
+            }
+            tracing::warn!(address = ?s.socket.local_addr().ok(), ?kind, "an inherited socket matches nothing in the config; closing it");
+            false
+        });
+    }
+
+    /// The listening socket of the admin API or the metrics endpoint: inherited, or bound.
+    pub fn service_socket(
+        &self,
+        kind: SocketKind,
+        address: SocketAddr,
+    ) -> std::io::Result<tokio::net::TcpListener> {
+        let socket = match self.take_inherited(kind, "", address).into_iter().next() {
+            Some(socket) => {
+                socket.set_nonblocking(true)?;
+                socket
+            }
+            None => server::bind_exclusive(address)?,
+        };
+        let role = SocketRole {
+            kind,
+            name: String::new(),
+            address,
+        };
+        self.service_sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((role, socket.try_clone()?));
+        tokio::net::TcpListener::from_std(socket)
+    }
+
+    /// Duplicates of every listening socket with its role, for a new process taking over.
+    pub async fn handover_sockets(&self) -> Vec<(SocketRole, std::net::TcpListener)> {
+        let control = self.control.lock().await;
+        let mut out = Vec::new();
+        for (name, h) in &control.listeners {
+            for socket in &h.sockets {
+                if let Ok(dup) = socket.try_clone() {
+                    let role = SocketRole {
+                        kind: SocketKind::Listener,
+                        name: name.clone(),
+                        address: h.address,
+                    };
+                    out.push((role, dup));
+                }
+            }
+        }
+        for (role, socket) in self
+            .service_sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .position(|s| s.local_addr().is_ok_and(|a| a == address))?;
-        tracing::info!(%address, "using the listening socket handed over by systemd");
-        Some(inherited.swap_remove(index))
+        {
+            if let Ok(dup) = socket.try_clone() {
+                out.push((role.clone(), dup));
+            }
+        }
+        out
     }
 
     fn spawn_background(self: &Arc<Self>) {
@@ -696,6 +834,21 @@ impl Proxy {
     /// `Connection: close` after the current response) and waits up to `grace` for them.
     /// Returns the number of connections still open when the grace period ended.
     pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.shared
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.service_sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        if let Some(task) = self
+            .metrics_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         {
             let mut control = self.control.lock().await;
             for (_, h) in control.listeners.drain() {
@@ -723,12 +876,12 @@ impl Proxy {
 }
 
 /// TCP listening sockets passed by systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`).
-fn inherited_sockets() -> Vec<std::net::TcpListener> {
+fn inherited_sockets() -> Vec<InheritedSocket> {
     let mut fds = listenfd::ListenFd::from_env();
     let mut sockets = Vec::new();
     for index in 0..fds.len() {
         match fds.take_tcp_listener(index) {
-            Ok(Some(socket)) => sockets.push(socket),
+            Ok(Some(socket)) => sockets.push(InheritedSocket { role: None, socket }),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(fd = index + 3, error = %e, "inherited file descriptor is not a TCP listening socket")

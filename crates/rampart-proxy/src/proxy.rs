@@ -158,6 +158,15 @@ pub async fn handle(
     response
         .headers_mut()
         .insert(&headers::X_REQUEST_ID, outcome.request_id.clone());
+    if shared.draining.load(std::sync::atomic::Ordering::Relaxed)
+        && outcome.version < Version::HTTP_2
+        && response.status() != StatusCode::SWITCHING_PROTOCOLS
+    {
+        // The process is stopping: the client should take its next request elsewhere.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     record_metrics(&rt, &outcome, response.status(), start);
     Ok(attach_log(shared, &rt, conn, outcome, response, start))
 }

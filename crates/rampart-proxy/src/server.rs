@@ -22,32 +22,44 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(bind_std(addr, false)?)
 }
 
+/// Binds one listening socket without SO_REUSEPORT (admin and metrics endpoints).
+pub fn bind_exclusive(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    bind_std(addr, false)
+}
+
 /// Binds `count` sockets on one address with SO_REUSEPORT, one per worker; the kernel spreads
-/// new connections over them. With port 0 all take the port the first one got.
+/// new connections over them. With port 0 all take the port the first one got. SO_REUSEPORT is
+/// set even for one socket (as HAProxy does), so a second Rampart process can share the port
+/// while the first one drains.
 pub fn bind_group(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let reuse_port = count > 1;
-    let first = bind_std(addr, reuse_port)?;
+    let first = bind_std(addr, true)?;
     let addr = first.local_addr()?;
     let mut sockets = vec![first];
-    for _ in 1..count {
-        sockets.push(bind_std(addr, reuse_port)?);
+    for _ in 1..count.max(1) {
+        sockets.push(bind_std(addr, true)?);
     }
     Ok(sockets)
 }
 
-/// Serves an inherited listening socket (systemd socket activation) from `count` workers: they
-/// share the one socket (its options are the activator's, so no SO_REUSEPORT siblings).
+/// Serves inherited listening sockets (systemd socket activation, or handed over by the
+/// process being upgraded) from `count` workers. Every socket keeps being served, since
+/// connections already queued on it would be lost otherwise: with fewer sockets than workers,
+/// workers share them; with more, some workers serve several.
 pub fn adopt_group(
-    socket: std::net::TcpListener,
+    sockets: Vec<std::net::TcpListener>,
     count: usize,
 ) -> std::io::Result<Vec<std::net::TcpListener>> {
-    socket.set_nonblocking(true)?;
-    let mut sockets = Vec::with_capacity(count);
-    for _ in 1..count {
-        sockets.push(socket.try_clone()?);
+    let mut adopted = Vec::with_capacity(sockets.len().max(count));
+    for socket in &sockets {
+        socket.set_nonblocking(true)?;
     }
-    sockets.push(socket);
-    Ok(sockets)
+    for i in sockets.len()..count {
+        if let Some(socket) = sockets.get(i % sockets.len().max(1)) {
+            adopted.push(socket.try_clone()?);
+        }
+    }
+    adopted.splice(0..0, sockets);
+    Ok(adopted)
 }
 
 fn bind_std(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
@@ -405,6 +417,9 @@ async fn proxy_protocol_addresses(
     }
 }
 
+/// How long an HTTP/1.1 connection may stay without a request once shutdown has begun.
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy)]
 enum Mode {
     Auto,
@@ -491,21 +506,31 @@ async fn serve_io<I>(
         .keep_alive_timeout(Duration::from_secs(20));
     let connection = Arc::new(crate::proxy::Connection { shared, info });
     let service = service_fn(move |req| crate::proxy::handle(connection.clone(), req));
+    // On shutdown an HTTP/2 connection gets GOAWAY at once (its streams finish, the client
+    // opens new ones elsewhere). An HTTP/1.1 connection in use ends by itself: its next
+    // response carries `Connection: close`. Only one that stays quiet is closed, after
+    // `DRAIN_QUIET`, so a client is almost never caught sending on a connection being closed.
+    let quiet_first = !matches!(mode, Mode::Http2);
     macro_rules! drive {
         ($conn:expr) => {{
             let conn = $conn;
             tokio::pin!(conn);
-            if *shutdown.borrow() {
-                conn.as_mut().graceful_shutdown();
-            }
-            tokio::select! {
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        tracing::trace!(error = %e, "client connection ended with an error");
+            if !*shutdown.borrow() {
+                tokio::select! {
+                    res = conn.as_mut() => {
+                        if let Err(e) = res {
+                            tracing::trace!(error = %e, "client connection ended with an error");
+                        }
+                        return;
                     }
-                    return;
+                    _ = shutdown.changed() => {}
                 }
-                _ = shutdown.changed() => {}
+            }
+            if quiet_first {
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = tokio::time::sleep(DRAIN_QUIET) => {}
+                }
             }
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;

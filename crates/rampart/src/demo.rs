@@ -171,7 +171,7 @@ pub fn run(port: u16) -> ExitCode {
          Ctrl-C stops everything.\n"
     );
     let on_start: crate::OnStart = Box::new(move |_| println!("{banner}"));
-    let code = crate::run_blocking(snapshot, None, Some(on_start));
+    let code = crate::run_blocking(snapshot, None, Some(on_start), false);
     drop(backends_rt);
     code
 }

@@ -1,6 +1,7 @@
-//! The `rampart` command: run, check and demo.
+//! The `rampart` command: run, check, upgrade and demo.
 
 mod demo;
+mod upgrade;
 
 /// mimalloc: the request path allocates many small, short-lived objects across threads.
 #[global_allocator]
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rampart_config::{LogFormat, Snapshot};
-use rampart_proxy::{Phases, Proxy};
+use rampart_proxy::{InheritedSocket, Phases, Proxy, SocketKind, SocketRole};
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +33,19 @@ enum Command {
     Run {
         #[arg(short, long, env = "RAMPART_CONFIG")]
         config: PathBuf,
+        /// Take the listening sockets over from the Rampart process serving
+        /// `runtime.upgrade_socket`; it stops accepting and drains once this one serves.
+        #[arg(long)]
+        takeover: bool,
+    },
+    /// Replace the running process without closing a listening socket: start this binary
+    /// with `run --takeover`, wait until it serves, then return (the old process drains).
+    Upgrade {
+        #[arg(short, long, env = "RAMPART_CONFIG")]
+        config: PathBuf,
+        /// How long the new process may take to start serving.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Validate a config file: print every error with file:line:column, or a one-line summary.
     Check {
@@ -50,8 +64,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => match rampart_config::load_file(&config) {
-            Ok(snapshot) => run_blocking(snapshot, Some(config), None),
+        Command::Upgrade { config, timeout } => upgrade::run(&config, timeout),
+        Command::Run { config, takeover } => match rampart_config::load_file(&config) {
+            Ok(snapshot) => run_blocking(snapshot, Some(config), None, takeover),
             Err(errors) => {
                 eprintln!("{errors}");
                 eprintln!(
@@ -119,6 +134,7 @@ pub(crate) fn run_blocking(
     snapshot: Snapshot,
     config_path: Option<PathBuf>,
     on_start: Option<OnStart>,
+    takeover: bool,
 ) -> ExitCode {
     init_logging(snapshot.observability.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -133,7 +149,7 @@ pub(crate) fn run_blocking(
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(serve(snapshot, config_path, on_start)) {
+    match runtime.block_on(serve(snapshot, config_path, on_start, takeover)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "rampart stopped");
@@ -147,6 +163,7 @@ async fn serve(
     snapshot: Snapshot,
     config_path: Option<PathBuf>,
     on_start: Option<OnStart>,
+    takeover: bool,
 ) -> anyhow::Result<()> {
     // Signal handlers first, so a SIGHUP during start-up cannot kill the process.
     use tokio::signal::unix::{SignalKind, signal};
@@ -155,25 +172,83 @@ async fn serve(
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let admin = snapshot.admin.clone();
     let grace = snapshot.runtime.shutdown_grace;
-    let proxy = Proxy::start(snapshot, config_path, Phases::default())
+    let upgrade_socket = snapshot.runtime.upgrade_socket.clone();
+    // Taking over: the running process's sockets, received before anything binds.
+    let (takeover, handed_over) = if takeover {
+        let path = upgrade_socket
+            .clone()
+            .context("--takeover needs runtime.upgrade_socket in the config")?;
+        let (takeover, sockets) = tokio::task::spawn_blocking(move || {
+            rampart_handover::Takeover::connect::<SocketRole>(&path)
+        })
+        .await
+        .context("hand-off task")??;
+        tracing::info!(
+            from = takeover.pid,
+            sockets = sockets.len(),
+            "received the listening sockets of the running process"
+        );
+        let sockets = sockets
+            .into_iter()
+            .map(|(role, fd)| InheritedSocket {
+                role: Some(role),
+                socket: std::net::TcpListener::from(fd),
+            })
+            .collect();
+        (Some(takeover), sockets)
+    } else {
+        (None, Vec::new())
+    };
+    // Without a takeover, refuse to start while another process answers on the upgrade
+    // socket: it would be serving the same ports.
+    let mut handover = match (&upgrade_socket, &takeover) {
+        (Some(path), None) => Some(
+            rampart_handover::HandoverSocket::bind(path)
+                .with_context(|| format!("upgrade socket {}", path.display()))?,
+        ),
+        _ => None,
+    };
+    let proxy = Proxy::start_with_sockets(snapshot, config_path, Phases::default(), handed_over)
         .await
         .context("cannot start")?;
+    let mut admin_task = None;
     if let Some(admin) = admin {
-        let listener = rampart_proxy::server::bind(admin.address)
+        let listener = proxy
+            .service_socket(SocketKind::Admin, admin.address)
             .with_context(|| format!("cannot listen on {} for the admin API", admin.address))?;
         tracing::info!(address = %admin.address, "admin API listening");
-        tokio::spawn(rampart_admin::serve(
+        admin_task = Some(tokio::spawn(rampart_admin::serve(
             listener,
             proxy.clone(),
             admin.token.clone(),
-        ));
+        )));
     }
+    proxy.close_unused_inherited(&[SocketKind::Admin, SocketKind::Metrics]);
     if let Some(addr) = proxy.metrics_addr() {
         tracing::info!(address = %addr, "metrics listening");
+    }
+    if let Some(takeover) = takeover {
+        // Serving now: the old process may stop accepting and drain.
+        let old = tokio::task::spawn_blocking(move || takeover.finish())
+            .await
+            .context("hand-off task")?
+            .context("the old process did not confirm the hand-off")?;
+        tracing::info!(old_pid = old, "took over; the old process drains");
+        if let Some(path) = &upgrade_socket {
+            handover = Some(
+                rampart_handover::HandoverSocket::bind_replacing(path)
+                    .with_context(|| format!("upgrade socket {}", path.display()))?,
+            );
+        }
+        upgrade::notify_systemd(&format!("MAINPID={}\nREADY=1", std::process::id()));
+    } else {
+        upgrade::notify_systemd("READY=1");
     }
     if let Some(f) = on_start {
         f(&proxy);
     }
+    let (upgraded_tx, mut upgraded) = tokio::sync::mpsc::channel::<u32>(1);
+    let takeover_busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -182,7 +257,25 @@ async fn serve(
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            Some(request) = accept_handover(handover.as_ref()) => {
+                tokio::spawn(upgrade::answer(
+                    request,
+                    proxy.clone(),
+                    takeover_busy.clone(),
+                    upgraded_tx.clone(),
+                ));
+            }
+            Some(pid) = upgraded.recv() => {
+                tracing::info!(new_pid = pid, "handed over to a new process");
+                break;
+            }
         }
+    }
+    upgrade::notify_systemd("STOPPING=1");
+    // No more takeovers: the socket file belongs to the new process if there is one.
+    drop(handover);
+    if let Some(task) = admin_task {
+        task.abort();
     }
     tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
     let left = proxy.shutdown(grace).await;
@@ -193,4 +286,21 @@ async fn serve(
         );
     }
     Ok(())
+}
+
+/// The next client of the upgrade socket; never resolves without one.
+async fn accept_handover(
+    handover: Option<&rampart_handover::HandoverSocket>,
+) -> Option<rampart_handover::Request> {
+    let Some(handover) = handover else {
+        return std::future::pending().await;
+    };
+    match handover.accept().await {
+        Ok(request) => Some(request),
+        Err(e) => {
+            tracing::warn!(error = %e, "upgrade socket: accept failed");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            None
+        }
+    }
 }

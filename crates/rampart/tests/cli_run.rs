@@ -360,7 +360,7 @@ fn systemd_socket_activation_serves_on_the_handed_over_socket() {
         assert_eq!(get(listen, "/"), Some((200, "activated\n".into())));
     }
     assert!(
-        proc.stderr().contains("handed over by systemd"),
+        proc.stderr().contains("using inherited listening sockets"),
         "stderr:\n{}",
         proc.stderr()
     );
