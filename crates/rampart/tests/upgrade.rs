@@ -110,9 +110,20 @@ fn five_upgrades_under_load_lose_nothing() {
 
     let load = Load::start(listen, 6, 2, Duration::from_millis(2));
     let mut old = first.pid();
+    // Worker counts change across upgrades: a new process serves every socket it receives,
+    // whether it has more workers than the old one had sockets or fewer.
+    let threads = [3, 1, 2, 4, 2];
     for round in 1..=5 {
         thread::sleep(Duration::from_millis(500));
         install_binary(&binary);
+        std::fs::write(
+            &cfg,
+            config(dir.path(), listen, metrics, backend).replace(
+                "threads = 2",
+                &format!("threads = {}", threads[round - 1]),
+            ),
+        )
+        .unwrap();
         let log = dir.path().join(format!("upgrade-{round}.log"));
         let new = upgrade(&binary, &cfg, &log)
             .unwrap_or_else(|e| panic!("round {round}: {e}\nfirst process:\n{}", first.stderr()));
