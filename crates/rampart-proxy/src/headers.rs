@@ -76,6 +76,20 @@ fn nominated_fields(
         .filter(move |name| !(keep_upgrade && name == header::UPGRADE))
 }
 
+/// Does the client's `TE` header accept trailers?
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// Is this an HTTP/1.1 WebSocket upgrade? Other upgrade tokens (e.g. `h2c`) are not tunnelled:
 /// a raw tunnel would bypass routing and guards.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
@@ -118,6 +132,12 @@ impl Rewrite {
         };
         if keep_upgrade {
             rewrite.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        } else if accepts_trailers(headers) {
+            // TE is hop-by-hop, but a client that takes trailers (gRPC requires it) gets them
+            // passed through, so Rampart asks the upstream for them in its own name. HTTP/1.1
+            // wants the option named in Connection too (RFC 9110 §10.1.4).
+            rewrite.set(header::TE, HeaderValue::from_static("trailers"));
+            rewrite.set(header::CONNECTION, HeaderValue::from_static("te"));
         }
         rewrite
     }
@@ -412,7 +432,7 @@ mod tests {
             ("connection", "keep-alive, x-secret"),
             ("x-secret", "1"),
             ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
+            ("te", "gzip"),
             ("upgrade", "websocket"),
             ("x-request-id", "client-chosen"),
             ("x-keep", "yes"),
@@ -445,6 +465,19 @@ mod tests {
             .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
             .collect();
         assert_eq!(sent, ["upgrade: websocket", "connection: upgrade"]);
+    }
+
+    #[test]
+    fn te_trailers_is_asked_for_in_rampart_s_own_name() {
+        let h = map(&[("te", "gzip;q=0.5, Trailers"), ("connection", "te")]);
+        let r = Rewrite::new(&h, false);
+        let sent: Vec<String> = r
+            .fields(&h)
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        assert_eq!(sent, ["te: trailers", "connection: te"]);
+        let none = map(&[("te", "gzip")]);
+        assert_eq!(Rewrite::new(&none, false).fields(&none).count(), 0);
     }
 
     #[test]

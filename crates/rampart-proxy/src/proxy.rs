@@ -777,6 +777,8 @@ fn h2_request(
     *req.version_mut() = Version::HTTP_2;
     *req.uri_mut() = uri;
     req.headers_mut().remove(header::HOST);
+    // HTTP/2 has no connection options; `TE: trailers` alone says it.
+    req.headers_mut().remove(header::CONNECTION);
     Ok(req)
 }
 

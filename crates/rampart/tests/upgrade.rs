@@ -118,10 +118,8 @@ fn five_upgrades_under_load_lose_nothing() {
         install_binary(&binary);
         std::fs::write(
             &cfg,
-            config(dir.path(), listen, metrics, backend).replace(
-                "threads = 2",
-                &format!("threads = {}", threads[round - 1]),
-            ),
+            config(dir.path(), listen, metrics, backend)
+                .replace("threads = 2", &format!("threads = {}", threads[round - 1])),
         )
         .unwrap();
         let log = dir.path().join(format!("upgrade-{round}.log"));
