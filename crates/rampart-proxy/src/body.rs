@@ -19,18 +19,50 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
-pin_project_lite::pin_project! {
-    /// The client's request body on its way upstream, cut off with an error past `limit` bytes.
-    pub struct RequestBody {
-        #[pin]
-        inner: Option<Incoming>,
-        limit: u64,
-        seen: u64,
+/// A client's request body: from Rampart's own HTTP/1.1 server or from hyper's HTTP/2 one.
+pub enum ClientBody {
+    H1(crate::h1server::H1RequestBody),
+    H2(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::H1(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::H1(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
+        }
     }
 }
 
+/// The client's request body on its way upstream, cut off with an error past `limit` bytes.
+pub struct RequestBody {
+    inner: Option<ClientBody>,
+    limit: u64,
+    seen: u64,
+}
+
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64) -> Self {
+    pub fn new(inner: ClientBody, limit: u64) -> Self {
         RequestBody {
             inner: Some(inner),
             limit,
@@ -55,23 +87,23 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        let Some(inner) = this.inner.as_pin_mut() else {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match inner.poll_frame(cx) {
+        match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    *this.seen += data.len() as u64;
-                    if *this.seen > *this.limit {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
-                            limit: *this.limit,
+                            limit: this.limit,
                         }))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

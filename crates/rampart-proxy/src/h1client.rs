@@ -726,7 +726,7 @@ enum Decode {
 }
 
 #[derive(Clone, Copy)]
-enum Chunk {
+pub(crate) enum Chunk {
     /// Expecting a chunk-size line.
     Size,
     /// Inside a chunk's data.
@@ -928,7 +928,7 @@ impl Body for H1Body {
     }
 }
 
-enum ChunkStep {
+pub(crate) enum ChunkStep {
     Data(Bytes, Chunk),
     Next(Chunk),
     Trailer(HeaderName, HeaderValue, usize),
@@ -938,7 +938,7 @@ enum ChunkStep {
 }
 
 /// One step of chunked decoding over the buffered bytes.
-fn step_chunked(buf: &mut BytesMut, state: Chunk) -> Result<ChunkStep, String> {
+pub(crate) fn step_chunked(buf: &mut BytesMut, state: Chunk) -> Result<ChunkStep, String> {
     match state {
         Chunk::Size => {
             let Some(end) = find_crlf(buf) else {

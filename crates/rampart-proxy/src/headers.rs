@@ -77,7 +77,7 @@ fn nominated_fields(
 }
 
 /// Does the client's `TE` header accept trailers?
-fn accepts_trailers(headers: &HeaderMap) -> bool {
+pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::TE)
         .iter()

@@ -12,6 +12,7 @@ pub mod accesslog;
 pub mod body;
 pub mod error;
 pub mod h1client;
+pub mod h1server;
 pub mod headers;
 pub mod health;
 pub mod l4;

@@ -12,13 +12,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use rampart_balance as balance;
 use rampart_config::{HashKey, SameSite, Sticky};
 
 use crate::Shared;
 use crate::accesslog::{AccessRecord, now_rfc3339};
-use crate::body::{BodyFinish, BodyTooLarge, RequestBody, ResponseBody, UpstreamBody};
+use crate::body::{BodyFinish, BodyTooLarge, ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use crate::error::{ErrorKind, ProxyError};
 use crate::h1client::{self, SendError};
 use crate::headers;
@@ -101,7 +100,7 @@ pub struct Connection {
 /// Entry point: one request on one client connection.
 pub async fn handle(
     connection: Arc<Connection>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let start = Instant::now();
     let shared = &connection.shared;
@@ -292,7 +291,7 @@ async fn proxy(
     shared: &Arc<Shared>,
     rt: &Runtime,
     conn: &Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     outcome: &mut Outcome,
     deadline: Instant,
 ) -> Result<Response<ResponseBody>, ProxyError> {
@@ -387,7 +386,10 @@ async fn proxy(
     // Prepare the upstream head once; retries reuse it.
     let upgrade = parts.version == Version::HTTP_11 && headers::is_upgrade_request(&parts.headers);
     let client_upgrade = if upgrade {
-        Some(hyper::upgrade::on(Request::from_parts(parts.clone(), ())))
+        parts
+            .extensions
+            .get::<crate::h1server::OnUpgrade>()
+            .and_then(|u| u.take())
     } else {
         None
     };
@@ -873,7 +875,7 @@ fn classify(e: hyper::Error, not_sent: bool) -> ProxyError {
 /// Copies bytes both ways after a 101; the backend counts the tunnel as in flight until it ends.
 /// `early` holds bytes the upstream sent right after its 101 head.
 async fn bridge_upgrade(
-    client: hyper::upgrade::OnUpgrade,
+    client: tokio::sync::oneshot::Receiver<crate::h1server::Upgraded>,
     mut upstream: h1client::Io,
     early: Bytes,
     _held: (balance::InFlight, Option<Slot>),
@@ -882,11 +884,15 @@ async fn bridge_upgrade(
     let Ok(client) = client.await else {
         return;
     };
-    let mut client = hyper_util::rt::TokioIo::new(client);
-    if !early.is_empty() && client.write_all(&early).await.is_err() {
+    let mut io = client.io;
+    if !early.is_empty() && io.write_all(&early).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    // Bytes the client sent right behind its request head belong to the tunnel.
+    if !client.read_ahead.is_empty() && upstream.write_all(&client.read_ahead).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut io, &mut upstream).await;
 }
 
 /// The backend an existing sticky session points to (if still usable) and the affinity key for

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use rampart_config::ListenerLimits;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
@@ -417,140 +416,107 @@ async fn proxy_protocol_addresses(
     }
 }
 
-/// How long an HTTP/1.1 connection may stay without a request once shutdown has begun.
-const DRAIN_QUIET: Duration = Duration::from_secs(1);
-
-#[derive(Clone, Copy)]
-enum Mode {
-    Auto,
-    Http1,
-    Http2,
-}
-
 async fn serve_connection(
     shared: Arc<Shared>,
     info: Arc<ConnInfo>,
-    stream: TcpStream,
+    mut stream: TcpStream,
     limits: ListenerLimits,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     h2c: bool,
     shutdown: watch::Receiver<bool>,
 ) {
+    let connection = Arc::new(crate::proxy::Connection { shared, info });
     match acceptor {
+        None if h2c => {
+            // HTTP/2 with prior knowledge or HTTP/1.1: the first bytes tell.
+            let Some((initial, h2)) =
+                crate::h1server::sniff_h2(&mut stream, limits.header_read_timeout).await
+            else {
+                return;
+            };
+            if h2 {
+                let io = crate::h1server::Prefixed::new(initial.freeze(), stream);
+                serve_h2(connection, io, &limits, shutdown).await
+            } else {
+                crate::h1server::serve(stream, initial, connection, &limits, shutdown).await
+            }
+        }
         None => {
-            let mode = if h2c { Mode::Auto } else { Mode::Http1 };
-            serve_io(shared, info, TokioIo::new(stream), &limits, mode, shutdown).await
+            crate::h1server::serve(stream, Default::default(), connection, &limits, shutdown).await
         }
         Some(acceptor) => {
+            let shared = &connection.shared;
             let labels = ListenerLabels {
-                listener: info.listener.to_string(),
+                listener: connection.info.listener.to_string(),
             };
-            let tls =
-                match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        shared
-                            .metrics
-                            .tls_handshake_errors
-                            .get_or_create(&labels)
-                            .inc();
-                        tracing::debug!(client = %info.client, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        shared
-                            .metrics
-                            .tls_handshake_errors
-                            .get_or_create(&labels)
-                            .inc();
-                        return;
-                    }
-                };
+            let tls = match tokio::time::timeout(
+                limits.header_read_timeout,
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    shared
+                        .metrics
+                        .tls_handshake_errors
+                        .get_or_create(&labels)
+                        .inc();
+                    tracing::debug!(client = %connection.info.client, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared
+                        .metrics
+                        .tls_handshake_errors
+                        .get_or_create(&labels)
+                        .inc();
+                    return;
+                }
+            };
             shared.metrics.tls_handshakes.get_or_create(&labels).inc();
-            let mode = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                Mode::Http2
+            if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_h2(connection, tls, &limits, shutdown).await
             } else {
-                Mode::Http1
-            };
-            serve_io(shared, info, TokioIo::new(tls), &limits, mode, shutdown).await
+                crate::h1server::serve(tls, Default::default(), connection, &limits, shutdown).await
+            }
         }
     }
 }
 
-async fn serve_io<I>(
-    shared: Arc<Shared>,
-    info: Arc<ConnInfo>,
-    io: TokioIo<I>,
+/// Serves HTTP/2 (hyper). On shutdown the client gets GOAWAY at once: streams in flight
+/// finish, new ones go elsewhere.
+async fn serve_h2<I>(
+    connection: Arc<crate::proxy::Connection>,
+    io: I,
     limits: &ListenerLimits,
-    mode: Mode,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper needs at least 8 KiB; smaller header limits are enforced per request.
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers);
-    builder
-        .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(limits.idle_timeout / 2))
         .keep_alive_timeout(Duration::from_secs(20));
-    let connection = Arc::new(crate::proxy::Connection { shared, info });
-    let service = service_fn(move |req| crate::proxy::handle(connection.clone(), req));
-    // On shutdown an HTTP/2 connection gets GOAWAY at once (its streams finish, the client
-    // opens new ones elsewhere). An HTTP/1.1 connection in use ends by itself: its next
-    // response carries `Connection: close`. Only one that stays quiet is closed, after
-    // `DRAIN_QUIET`, so a client is almost never caught sending on a connection being closed.
-    let quiet_first = !matches!(mode, Mode::Http2);
-    macro_rules! drive {
-        ($conn:expr) => {{
-            let conn = $conn;
-            tokio::pin!(conn);
-            if !*shutdown.borrow() {
-                tokio::select! {
-                    res = conn.as_mut() => {
-                        if let Err(e) = res {
-                            tracing::trace!(error = %e, "client connection ended with an error");
-                        }
-                        return;
-                    }
-                    _ = shutdown.changed() => {}
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        crate::proxy::handle(connection.clone(), req.map(crate::body::ClientBody::H2))
+    });
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    if !*shutdown.borrow() {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::trace!(error = %e, "client connection ended with an error");
                 }
+                return;
             }
-            if quiet_first {
-                tokio::select! {
-                    _ = conn.as_mut() => return,
-                    _ = tokio::time::sleep(DRAIN_QUIET) => {}
-                }
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }};
-    }
-    match mode {
-        // The auto builder's upgrade-capable connection ignores `http1_only` and would still
-        // accept an HTTP/2 preface, so HTTP/1.1-only connections use hyper's HTTP/1.1 server.
-        Mode::Http1 => {
-            let mut h1 = hyper::server::conn::http1::Builder::new();
-            h1.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                .max_headers(limits.max_headers);
-            drive!(h1.serve_connection(io, service).with_upgrades())
-        }
-        Mode::Auto => drive!(builder.serve_connection_with_upgrades(io, service)),
-        Mode::Http2 => {
-            let builder = builder.http2_only();
-            drive!(builder.serve_connection_with_upgrades(io, service))
+            _ = shutdown.changed() => {}
         }
     }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
