@@ -46,14 +46,18 @@ const STACK_HEADERS: usize = 128;
 
 /// A client transport.
 pub trait ServerIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// Ready when the transport may have bytes to read, without needing a buffer, so that an
-    /// idle connection holds none. Transports that buffer internally (TLS) are always ready.
+    /// Whether [`ServerIo::poll_read_ready`] tells readiness without a read buffer, so that an
+    /// idle connection can hold none. Transports that buffer internally (TLS) cannot.
+    const READY_WITHOUT_BUFFER: bool = false;
+
     fn poll_read_ready(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 }
 
 impl ServerIo for TcpStream {
+    const READY_WITHOUT_BUFFER: bool = true;
+
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         TcpStream::poll_read_ready(self, cx)
     }
@@ -340,8 +344,9 @@ pub async fn serve<I: ServerIo>(
 ) {
     let wire = Arc::new(Mutex::new(Wire::new(io, initial)));
     let mut first = true;
+    let mut quiet: QuietTimer = None;
     loop {
-        let head = match read_head(&wire, limits, first, &mut shutdown).await {
+        let head = match read_head(&wire, limits, first, &mut shutdown, &mut quiet).await {
             Ok(head) => head,
             Err(HeadError::Quiet) => return,
             Err(HeadError::Answer(status, detail)) => {
@@ -523,56 +528,115 @@ async fn lingering_close<I: ServerIo>(wire: &Arc<Mutex<Wire<I>>>) {
     let _ = tokio::time::timeout(Duration::from_millis(500), discard).await;
 }
 
+/// The timer that bounds how long a connection may stay quiet. It is armed lazily: a request
+/// does not touch it; when it fires early (the connection was busy meanwhile) it is pushed to
+/// the real deadline. So a busy keep-alive connection costs no timer operation per request.
+type QuietTimer = Option<Pin<Box<tokio::time::Sleep>>>;
+
 /// Waits for and parses the next request head.
 async fn read_head<I: ServerIo>(
     wire: &Arc<Mutex<Wire<I>>>,
     limits: &ListenerLimits,
     first: bool,
     shutdown: &mut watch::Receiver<bool>,
+    quiet: &mut QuietTimer,
 ) -> Result<Head, HeadError> {
     // Idle: wait for the first byte without holding a buffer. A new connection must send its
     // head within header_read_timeout; a kept-alive one may stay quiet for idle_timeout.
-    if lock(wire).rbuf.is_empty() {
-        let quiet_limit = if first {
-            limits.header_read_timeout
-        } else {
-            limits.idle_timeout
-        };
-        let readable = std::future::poll_fn(|cx| {
-            let mut w = lock(wire);
-            match w.io() {
-                Ok(io) => io.poll_read_ready(cx),
-                Err(e) => Poll::Ready(Err(e)),
-            }
-        });
-        tokio::pin!(readable);
-        let quiet = tokio::time::sleep(quiet_limit);
-        tokio::pin!(quiet);
-        let mut draining = *shutdown.borrow();
-        if draining {
-            quiet
-                .as_mut()
-                .reset(tokio::time::Instant::now() + DRAIN_QUIET.min(quiet_limit));
-        }
-        loop {
-            tokio::select! {
-                ready = &mut readable => {
-                    if ready.is_err() {
-                        return Err(HeadError::Quiet);
-                    }
-                    break;
+    loop {
+        if lock(wire).rbuf.is_empty() {
+            let readable = std::future::poll_fn(|cx| {
+                let mut w = lock(wire);
+                if I::READY_WITHOUT_BUFFER {
+                    return match w.io() {
+                        Ok(io) => io.poll_read_ready(cx),
+                        Err(e) => Poll::Ready(Err(e)),
+                    };
                 }
-                _ = &mut quiet => return Err(HeadError::Quiet),
-                changed = shutdown.changed(), if !draining => {
-                    draining = true;
-                    if changed.is_err() || *shutdown.borrow() {
-                        let now = tokio::time::Instant::now();
-                        if now + DRAIN_QUIET < quiet.deadline() {
-                            quiet.as_mut().reset(now + DRAIN_QUIET);
+                match std::task::ready!(w.poll_fill(cx, READ_SIZE)) {
+                    Ok(true) => Poll::Ready(Ok(())),
+                    Ok(false) => Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                    Err(e) => Poll::Ready(Err(e)),
+                }
+            });
+            tokio::pin!(readable);
+            let ready_now = {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                readable.as_mut().poll(&mut cx)
+            };
+            match ready_now {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Err(HeadError::Quiet),
+                Poll::Pending => {
+                    let quiet_limit = if first {
+                        limits.header_read_timeout
+                    } else {
+                        limits.idle_timeout
+                    };
+                    let now = tokio::time::Instant::now();
+                    let mut draining = *shutdown.borrow();
+                    let mut due = now
+                        + if draining {
+                            DRAIN_QUIET.min(quiet_limit)
+                        } else {
+                            quiet_limit
+                        };
+                    let timer =
+                        quiet.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                    if timer.deadline() > due {
+                        timer.as_mut().reset(due);
+                    }
+                    loop {
+                        tokio::select! {
+                            ready = &mut readable => {
+                                if ready.is_err() {
+                                    return Err(HeadError::Quiet);
+                                }
+                                break;
+                            }
+                            _ = timer.as_mut() => {
+                                if tokio::time::Instant::now() >= due {
+                                    return Err(HeadError::Quiet);
+                                }
+                                timer.as_mut().reset(due);
+                            }
+                            changed = shutdown.changed(), if !draining => {
+                                draining = true;
+                                if changed.is_err() || *shutdown.borrow() {
+                                    due = due.min(tokio::time::Instant::now() + DRAIN_QUIET);
+                                    if timer.deadline() > due {
+                                        timer.as_mut().reset(due);
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
+        }
+        // Most heads arrive whole in one read: parsed without arming a timer.
+        let fast = std::future::poll_fn(|cx| {
+            let mut w = lock(wire);
+            if w.rbuf.is_empty() {
+                match w.poll_fill(cx, READ_SIZE) {
+                    Poll::Ready(Ok(true)) => {}
+                    Poll::Ready(Ok(false)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(Some(Err(HeadError::Quiet)));
+                    }
+                    // Readiness was spurious: the timed path waits.
+                    Poll::Pending => return Poll::Ready(None),
+                }
+            }
+            Poll::Ready(parse_head(&mut w.rbuf, limits).transpose())
+        })
+        .await;
+        if let Some(result) = fast {
+            return result;
+        }
+        // Part of a head: the rest must come within header_read_timeout. Nothing (the readiness
+        // was spurious): idle again.
+        if !lock(wire).rbuf.is_empty() {
+            break;
         }
     }
     let deadline = Instant::now() + limits.header_read_timeout;
