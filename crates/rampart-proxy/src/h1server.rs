@@ -107,6 +107,10 @@ struct Wire<I> {
     continue_left: usize,
     /// Body bytes read so far, against the listener's limits.
     body_read: u64,
+    /// Which request of the connection the body state belongs to. A body object that
+    /// outlives its request (held by an upstream connection task) must never read the next
+    /// request's bytes.
+    request_number: u64,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -125,6 +129,7 @@ impl<I: ServerIo> Wire<I> {
             trailers: None,
             continue_left: 0,
             body_read: 0,
+            request_number: 0,
         }
     }
 
@@ -257,6 +262,7 @@ trait BodySource: Send {
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>>;
     fn body_done(&self) -> bool;
     fn body_hint(&self) -> SizeHint;
+    fn request_number(&self) -> u64;
 }
 
 impl<I: ServerIo> BodySource for Wire<I> {
@@ -281,11 +287,16 @@ impl<I: ServerIo> BodySource for Wire<I> {
             BodyState::Chunked(_) => SizeHint::default(),
         }
     }
+
+    fn request_number(&self) -> u64 {
+        self.request_number
+    }
 }
 
 /// The body of a request on an HTTP/1.1 client connection, read from the socket as polled.
 pub struct H1RequestBody {
     wire: Arc<Mutex<dyn BodySource>>,
+    request_number: u64,
 }
 
 impl H1RequestBody {
@@ -302,15 +313,26 @@ impl Body for H1RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.lock().poll_body(cx)
+        let mut wire = self.lock();
+        if wire.request_number() != self.request_number {
+            return Poll::Ready(Some(Err(ClientBodyError(
+                "the request is over; its body can no longer be read".into(),
+            ))));
+        }
+        wire.poll_body(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.lock().body_done()
+        let wire = self.lock();
+        wire.request_number() != self.request_number || wire.body_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.lock().body_hint()
+        let wire = self.lock();
+        if wire.request_number() != self.request_number {
+            return SizeHint::with_exact(0);
+        }
+        wire.body_hint()
     }
 }
 
@@ -374,6 +396,8 @@ pub async fn serve<I: ServerIo>(
             w.body = body;
             w.trailers = None;
             w.body_read = 0;
+            w.request_number += 1;
+            let request_number = w.request_number;
             w.continue_left = if expect_continue && !w.body_done_state() {
                 CONTINUE.len()
             } else {
@@ -389,7 +413,10 @@ pub async fn serve<I: ServerIo>(
                 .insert(OnUpgrade(Arc::new(Mutex::new(Some(rx)))));
             Request::from_parts(
                 parts,
-                crate::body::ClientBody::H1(H1RequestBody { wire: source }),
+                crate::body::ClientBody::H1(H1RequestBody {
+                    wire: source,
+                    request_number,
+                }),
             )
         };
         let response = match crate::proxy::handle(connection.clone(), request).await {
@@ -429,7 +456,20 @@ pub async fn serve<I: ServerIo>(
             return;
         }
         drop(upgrade_tx);
-        if !keep || !finish_body(&wire).await {
+        if !keep {
+            // Everything the client sent has been read: a plain close resets nothing. Bytes
+            // still unread (a body, pipelined requests) would make the close a reset that can
+            // destroy the answer in flight, so then the close lingers.
+            let clean = {
+                let w = lock(&wire);
+                w.rbuf.is_empty() && matches!(w.body, BodyState::Done | BodyState::Length(0))
+            };
+            if !clean {
+                lingering_close(&wire).await;
+            }
+            return;
+        }
+        if !finish_body(&wire).await {
             lingering_close(&wire).await;
             return;
         }
