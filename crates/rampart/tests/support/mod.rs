@@ -47,6 +47,11 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Sends `name` (e.g. "HUP") to the process.
+    pub fn signal(&self, name: &str) {
+        signal(self.pid(), name);
+    }
+
     /// Waits up to `limit` for the process to exit.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let start = Instant::now();
