@@ -1260,3 +1260,106 @@ pub async fn sniff_h2(io: &mut TcpStream, limit: Duration) -> Option<(BytesMut, 
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(bytes: &[u8], limits: &ListenerLimits) -> Result<Option<Head>, HeadError> {
+        parse_head(&mut BytesMut::from(bytes), limits)
+    }
+
+    fn status_of(result: Result<Option<Head>, HeadError>) -> Option<u16> {
+        match result {
+            Err(HeadError::Answer(status, _)) => Some(status.as_u16()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn heads_frame_their_bodies() {
+        let limits = ListenerLimits::default();
+        let head = parse(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\nrest",
+            &limits,
+        )
+        .ok()
+        .flatten()
+        .expect("complete head");
+        assert!(matches!(head.body, BodyState::Length(12)) && head.keep_alive && !head.unframed);
+        let head = parse(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &limits,
+        )
+        .ok()
+        .flatten()
+        .unwrap();
+        assert!(matches!(head.body, BodyState::Chunked(Chunk::Size)));
+        // Both: nothing is read as a body and the connection ends after the answer.
+        let head = parse(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &limits,
+        )
+        .ok()
+        .flatten()
+        .unwrap();
+        assert!(matches!(head.body, BodyState::Done) && head.unframed);
+        let head = parse(b"GET / HTTP/1.0\r\n\r\n", &limits)
+            .ok()
+            .flatten()
+            .unwrap();
+        assert!(!head.keep_alive);
+        let head = parse(
+            b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+            &limits,
+        )
+        .ok()
+        .flatten()
+        .unwrap();
+        assert!(head.expect_continue);
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n", &limits),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn oversized_heads_get_414_or_431() {
+        let limits = ListenerLimits {
+            max_header_bytes: 1024,
+            max_headers: 4,
+            ..ListenerLimits::default()
+        };
+        let long_line = format!("GET /{} HTTP/1.1", "a".repeat(2000));
+        assert_eq!(status_of(parse(long_line.as_bytes(), &limits)), Some(414));
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "b".repeat(2000));
+        assert_eq!(status_of(parse(big.as_bytes(), &limits)), Some(431));
+        let many = "GET / HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n";
+        assert_eq!(status_of(parse(many.as_bytes(), &limits)), Some(431));
+        assert_eq!(
+            status_of(parse(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", &limits)),
+            Some(400)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = parse(&bytes, &ListenerLimits::default());
+        }
+
+        #[test]
+        fn damaged_heads_never_panic(
+            position in 0usize..120,
+            byte in any::<u8>(),
+            cut in 0usize..130,
+        ) {
+            let mut head = b"POST /a?b=c HTTP/1.1\r\nHost: example.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n".to_vec();
+            let at = position % head.len();
+            head[at] = byte;
+            head.truncate(cut.min(head.len()));
+            let _ = parse(&head, &ListenerLimits::default());
+        }
+    }
+}
