@@ -956,6 +956,14 @@ pub(crate) fn step_chunked(buf: &mut BytesMut, state: Chunk) -> Result<ChunkStep
                 return Err("invalid chunk size".into());
             }
             let rest = &line[digits_end..];
+            // A bare LF or other control byte in the line would be read as a line end by
+            // some parsers and not by others: refused.
+            if rest
+                .iter()
+                .any(|b| (b.is_ascii_control() && *b != b'\t') || *b == 0x7f)
+            {
+                return Err("invalid chunk size line".into());
+            }
             // Only whitespace before a chunk extension; extensions are skipped.
             let rest = rest.trim_ascii_start();
             if !rest.is_empty() && rest[0] != b';' {
@@ -1108,6 +1116,9 @@ mod tests {
             b"11111111111111111\r\n",
             b"3 x\r\nabc\r\n",
             b"3\r\nabc\r\n0\r\nno colon\r\n\r\n",
+            // A bare LF inside the size line (a line end to some parsers).
+            b"3;a\nxyz\r\nabc\r\n0\r\n\r\n",
+            b"3\x00\r\nabc\r\n0\r\n\r\n",
         ] {
             assert!(
                 decode_all(bad).is_err(),

@@ -111,6 +111,9 @@ struct Wire<I> {
     /// outlives its request (held by an upstream connection task) must never read the next
     /// request's bytes.
     request_number: u64,
+    /// The task last told to wait for request body bytes (it may not be the server's own:
+    /// an HTTP/2 upstream sends the body from its connection task).
+    body_waker: Option<std::task::Waker>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -130,6 +133,7 @@ impl<I: ServerIo> Wire<I> {
             continue_left: 0,
             body_read: 0,
             request_number: 0,
+            body_waker: None,
         }
     }
 
@@ -263,6 +267,7 @@ trait BodySource: Send {
     fn body_done(&self) -> bool;
     fn body_hint(&self) -> SizeHint;
     fn request_number(&self) -> u64;
+    fn set_body_waker(&mut self, waker: &std::task::Waker);
 }
 
 impl<I: ServerIo> BodySource for Wire<I> {
@@ -290,6 +295,13 @@ impl<I: ServerIo> BodySource for Wire<I> {
 
     fn request_number(&self) -> u64 {
         self.request_number
+    }
+
+    fn set_body_waker(&mut self, waker: &std::task::Waker) {
+        match &self.body_waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.body_waker = Some(waker.clone()),
+        }
     }
 }
 
@@ -319,7 +331,11 @@ impl Body for H1RequestBody {
                 "the request is over; its body can no longer be read".into(),
             ))));
         }
-        wire.poll_body(cx)
+        let polled = wire.poll_body(cx);
+        if polled.is_pending() {
+            wire.set_body_waker(cx.waker());
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -443,6 +459,7 @@ pub async fn serve<I: ServerIo>(
                 return;
             }
         };
+        lock(&wire).retire_body();
         if status == StatusCode::SWITCHING_PROTOCOLS {
             let mut w = lock(&wire);
             if let Some(io) = w.io.take() {
@@ -466,6 +483,13 @@ pub async fn serve<I: ServerIo>(
             };
             if !clean {
                 lingering_close(&wire).await;
+            } else if !I::READY_WITHOUT_BUFFER {
+                // TLS: close_notify, so the client can tell the end from a cut.
+                let shut = std::future::poll_fn(|cx| match lock(&wire).io() {
+                    Ok(io) => Pin::new(io).poll_shutdown(cx),
+                    Err(e) => Poll::Ready(Err(e)),
+                });
+                let _ = tokio::time::timeout(Duration::from_secs(1), shut).await;
             }
             return;
         }
@@ -482,6 +506,27 @@ pub async fn serve<I: ServerIo>(
 }
 
 impl<I: ServerIo> Wire<I> {
+    /// Whether the rest of the request body can still be read and dropped so the connection
+    /// carries another request.
+    fn body_finishable(&self) -> bool {
+        self.continue_left == 0
+            && match self.body {
+                BodyState::Done | BodyState::Length(0) => true,
+                BodyState::Broken => false,
+                BodyState::Length(n) => n <= MAX_DISCARD && self.body_read <= MAX_DISCARD,
+                BodyState::Chunked(_) => self.body_read <= MAX_DISCARD,
+            }
+    }
+
+    /// The request's body objects stop reading (a task still holding one is woken and gets an
+    /// error), so only the server reads the connection from here on.
+    fn retire_body(&mut self) {
+        self.request_number += 1;
+        if let Some(waker) = self.body_waker.take() {
+            waker.wake();
+        }
+    }
+
     fn body_done_state(&self) -> bool {
         matches!(self.body, BodyState::Done | BodyState::Length(0))
     }
@@ -835,7 +880,12 @@ fn parse_head(buf: &mut BytesMut, limits: &ListenerLimits) -> Result<Option<Head
         }
         headers.append(name, value);
     }
-    let (body, unframed) = match crate::headers::framing_problem(&headers) {
+    let framing_problem = crate::headers::framing_problem(&headers).or_else(|| {
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is badly framed.
+        (version == Version::HTTP_10 && headers.contains_key(header::TRANSFER_ENCODING))
+            .then_some("Transfer-Encoding in an HTTP/1.0 request")
+    });
+    let (body, unframed) = match framing_problem {
         // The proxy answers 400 for it; the body cannot be delimited, so nothing is read.
         Some(_) => (BodyState::Done, true),
         None => {
@@ -899,6 +949,27 @@ async fn write_response<I: ServerIo>(
     let (parts, body) = response.into_parts();
     let status = parts.status;
     let mut headers = parts.headers;
+    // A `100 Continue` not begun is dropped (the final answer replaces it); one begun is
+    // finished first, or the two answers would be interleaved.
+    let continue_begun = {
+        let mut w = lock(wire);
+        if w.continue_left == CONTINUE.len() {
+            w.continue_left = 0;
+        }
+        w.continue_left > 0
+    };
+    if continue_begun {
+        let finish = std::future::poll_fn(|cx| lock(wire).poll_continue(cx));
+        match tokio::time::timeout(idle_timeout, finish).await {
+            Ok(result) => result?,
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+    // A request body that cannot be read to its end makes the connection unusable: say so in
+    // this answer rather than closing after promising keep-alive.
+    if status != StatusCode::SWITCHING_PROTOCOLS && !lock(wire).body_finishable() {
+        keep_alive = false;
+    }
     if headers.get_all(header::CONNECTION).iter().any(|v| {
         v.as_bytes()
             .split(|b| *b == b',')
@@ -971,6 +1042,7 @@ async fn write_response<I: ServerIo>(
     let mut body = std::pin::pin!(body);
     if matches!(framing, Framing::None) {
         write_all(wire, &mut out, idle_timeout).await?;
+        flush(wire, idle_timeout).await?;
         return Ok(keep_alive);
     }
     let mut sent: u64 = 0;
@@ -991,16 +1063,9 @@ async fn write_response<I: ServerIo>(
                 if !out.is_empty() {
                     write_all(wire, &mut out, idle_timeout).await?;
                 }
-                let next = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx));
-                match tokio::time::timeout(idle_timeout, next).await {
-                    Ok(frame) => frame,
-                    Err(_) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "response body idle for idle_timeout",
-                        ));
-                    }
-                }
+                // No client-side limit on the upstream's pace: event streams and long polls
+                // may be quiet for long; the route's timeouts govern the upstream.
+                std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await
             }
         };
         match frame {
@@ -1064,7 +1129,30 @@ async fn write_response<I: ServerIo>(
     if !out.is_empty() {
         write_all(wire, &mut out, idle_timeout).await?;
     }
+    flush(wire, idle_timeout).await?;
     Ok(keep_alive && !matches!(framing, Framing::Close))
+}
+
+/// Pushes out what the transport may still hold (TLS queues records inside rustls when the
+/// socket is full; plain TCP holds nothing).
+async fn flush<I: ServerIo>(wire: &Arc<Mutex<Wire<I>>>, idle_timeout: Duration) -> io::Result<()> {
+    if I::READY_WITHOUT_BUFFER {
+        return Ok(());
+    }
+    let flush = std::future::poll_fn(|cx| {
+        let mut w = lock(wire);
+        match w.io() {
+            Ok(io) => Pin::new(io).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    });
+    match tokio::time::timeout(idle_timeout, flush).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client took no response bytes for idle_timeout",
+        )),
+    }
 }
 
 /// Adds `data` to the queue, or (when large) writes the queue and then `data` itself.
@@ -1305,6 +1393,15 @@ mod tests {
         .flatten()
         .unwrap();
         assert!(matches!(head.body, BodyState::Done) && head.unframed);
+        // Transfer-Encoding has no meaning in HTTP/1.0: badly framed (RFC 9112 §6.1).
+        let head = parse(
+            b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &limits,
+        )
+        .ok()
+        .flatten()
+        .unwrap();
+        assert!(head.unframed);
         let head = parse(b"GET / HTTP/1.0\r\n\r\n", &limits)
             .ok()
             .flatten()

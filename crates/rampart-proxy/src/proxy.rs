@@ -324,7 +324,12 @@ async fn proxy(
             format!("request head of {head_len} bytes"),
         ));
     }
-    if let Some(problem) = headers::framing_problem(&parts.headers) {
+    let framing_problem = headers::framing_problem(&parts.headers).or_else(|| {
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request is badly framed.
+        (parts.version == Version::HTTP_10 && parts.headers.contains_key(header::TRANSFER_ENCODING))
+            .then_some("Transfer-Encoding in an HTTP/1.0 request")
+    });
+    if let Some(problem) = framing_problem {
         return Err(ProxyError::new(ErrorKind::BadRequest, problem));
     }
     for guard in &shared.phases.request {

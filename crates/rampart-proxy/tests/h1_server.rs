@@ -318,3 +318,22 @@ async fn responses_of_unknown_length_are_chunked_for_http11_and_closed_for_http1
     assert_eq!(r.header("connection").as_deref(), Some("close"));
     assert_eq!(r.body, b"streamed body");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_encoding_in_http10_is_refused_and_closes() {
+    let backend = RecordingBackend::start().await;
+    let (_proxy, addr) = proxy_with(backend.addr, "").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        b"POST / HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let r = read_raw_response(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.head);
+    assert!(wait_closed(&mut s, Duration::from_secs(3)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(backend.seen().is_empty(), "{:?}", backend.heads());
+}
