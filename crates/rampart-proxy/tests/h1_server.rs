@@ -337,3 +337,49 @@ async fn transfer_encoding_in_http10_is_refused_and_closes() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(backend.seen().is_empty(), "{:?}", backend.heads());
 }
+
+/// An HTTP/2 upstream sends the request body from its own connection task. When it answers
+/// before the body is complete, the rest of the body is read and dropped and the connection
+/// carries the next request (no byte of it taken as body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_answer_from_an_http2_upstream_leaves_the_connection_usable() {
+    let backend = TestBackend::start("h2").await;
+    let config = fill(
+        r#"
+[[listeners]]
+name = "web"
+address = "127.0.0.1:0"
+h2c = false
+[[pools]]
+name = "p"
+protocol = "http2"
+backends = [{ address = "{b}" }]
+[[routes]]
+name = "all"
+pool = "p"
+[observability]
+access_log = "off"
+"#,
+        &HashMap::from([("b", backend.addr.to_string())]),
+    );
+    let (_proxy, addr) = start_proxy(&config).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /status/200 HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&[b'a'; 10_000]).await.unwrap();
+    let r = read_raw_response(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.head);
+    // The rest of the body, then the next request on the same connection.
+    s.write_all(&[b'a'; 40_000]).await.unwrap();
+    s.write_all(b"GET /status/202 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_raw_response(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.head);
+    assert_eq!(backend.requests(), 2);
+}
