@@ -8,6 +8,7 @@
 //! for secrets (the admin token, the sticky-cookie secret).
 
 pub mod error;
+pub mod firewall;
 mod locate;
 pub mod raw;
 pub mod snapshot;

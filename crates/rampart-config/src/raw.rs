@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub pools: Vec<RawPool>,
     pub observability: Option<RawObservability>,
     pub admin: Option<RawAdmin>,
+    pub firewall: Option<RawFirewall>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +40,8 @@ pub struct RawListener {
     pub pool: Option<String>,
     #[serde(default)]
     pub sni: Vec<RawSniRoute>,
+    pub acl: Option<String>,
+    pub connection_rate: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +99,95 @@ pub struct RawRoute {
     pub pool: Option<String>,
     pub max_body: Option<String>,
     pub timeout: Option<String>,
+    pub acl: Option<String>,
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
+    pub filter: Option<RawRouteFilter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRouteFilter {
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub content_types: Vec<String>,
+    pub max_query_bytes: Option<String>,
+    #[serde(default)]
+    pub blocked_extensions: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<RawDenyPattern>,
+    #[serde(default)]
+    pub scrub_response_headers: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawDenyPattern {
+    pub target: Option<String>,
+    pub name: Option<String>,
+    pub contains: Option<String>,
+    pub regex: Option<String>,
+    pub case_sensitive: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFirewall {
+    #[serde(default)]
+    pub ip_sets: Vec<RawIpSet>,
+    #[serde(default)]
+    pub zones: Vec<RawZone>,
+    pub policy: Option<Vec<RawPolicyRule>>,
+    #[serde(default)]
+    pub acls: Vec<RawAcl>,
+    #[serde(default)]
+    pub rate_limits: Vec<RawRateLimit>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawIpSet {
+    pub name: Option<String>,
+    pub file: Option<String>,
+    #[serde(default)]
+    pub entries: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawZone {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub listeners: Vec<String>,
+    pub acl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawPolicyRule {
+    #[serde(default)]
+    pub zones: Vec<String>,
+    #[serde(default)]
+    pub routes: Vec<String>,
+    #[serde(default)]
+    pub pools: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAcl {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRateLimit {
+    pub name: Option<String>,
+    pub rate: Option<String>,
+    pub burst: Option<i64>,
+    #[serde(default)]
+    pub key: Vec<String>,
+    pub max_keys: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use regex::Regex;
 
+pub use crate::firewall::{
+    AclSpec, BUILTIN_ZONES, DenyOn, DenyRule, Firewall, IpSetSpec, PolicyRule, RateKey,
+    RateLimitSpec, RouteFilter, SourceRef, Zone,
+};
+
 /// A validated configuration. Built only by [`crate::load_str`] / [`crate::load_file`];
 /// never changed afterwards. The control plane swaps whole snapshots.
 #[derive(Debug)]
@@ -21,6 +26,7 @@ pub struct Snapshot {
     pub pools: Vec<Pool>,
     pub observability: Observability,
     pub admin: Option<Admin>,
+    pub firewall: Firewall,
 }
 
 impl Snapshot {
@@ -84,6 +90,10 @@ pub struct Listener {
     pub pool: Option<String>,
     /// For `protocol = "tcp"`: TLS pass-through routed by the ClientHello's server name.
     pub sni: Vec<SniRoute>,
+    /// ACL checked when a connection is accepted, before TLS.
+    pub acl: Option<String>,
+    /// Rate limit (keyed by what is known at accept) on new connections.
+    pub connection_rate: Option<String>,
 }
 
 /// Connections whose TLS server name matches `names` (exact, or `*.` for one label) go to
@@ -200,6 +210,11 @@ pub struct Route {
     pub pool: usize,
     pub max_body: Option<u64>,
     pub timeout: Option<Duration>,
+    /// ACL checked on every request of this route.
+    pub acl: Option<String>,
+    /// Rate limits applied, in order, to every request of this route.
+    pub rate_limits: Vec<String>,
+    pub filter: Option<RouteFilter>,
 }
 
 #[derive(Debug, Clone, Default)]

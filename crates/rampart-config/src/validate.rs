@@ -125,7 +125,7 @@ fn error_path(path: &serde_path_to_error::Path) -> FieldPath {
     FieldPath(segments)
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     origin: &'a str,
     text: &'a str,
     doc: &'a toml_edit::Document<String>,
@@ -133,7 +133,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn make(&self, path: &FieldPath, message: String) -> ConfigError {
+    pub(crate) fn make(&self, path: &FieldPath, message: String) -> ConfigError {
         let position = crate::locate::offset_of(self.doc, path).map(|o| line_column(self.text, o));
         ConfigError {
             origin: self.origin.to_string(),
@@ -143,12 +143,12 @@ impl Ctx<'_> {
         }
     }
 
-    fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: &FieldPath, message: impl Into<String>) {
         let e = self.make(path, message.into());
         self.errors.push(e);
     }
 
-    fn duration(
+    pub(crate) fn duration(
         &mut self,
         path: &FieldPath,
         value: &Option<String>,
@@ -170,13 +170,17 @@ impl Ctx<'_> {
         }
     }
 
-    fn opt_duration(&mut self, path: &FieldPath, value: &Option<String>) -> Option<Duration> {
+    pub(crate) fn opt_duration(
+        &mut self,
+        path: &FieldPath,
+        value: &Option<String>,
+    ) -> Option<Duration> {
         value
             .as_ref()
             .map(|_| self.duration(path, value, Duration::from_secs(1)))
     }
 
-    fn size(&mut self, path: &FieldPath, value: &Option<String>, default: u64) -> u64 {
+    pub(crate) fn size(&mut self, path: &FieldPath, value: &Option<String>, default: u64) -> u64 {
         match value {
             None => default,
             Some(text) => match parse_size(text) {
@@ -194,7 +198,7 @@ impl Ctx<'_> {
     }
 
     /// A size with an upper bound; larger values are errors, not silently capped.
-    fn size_at_most(
+    pub(crate) fn size_at_most(
         &mut self,
         path: &FieldPath,
         value: &Option<String>,
@@ -209,7 +213,7 @@ impl Ctx<'_> {
         n
     }
 
-    fn int(
+    pub(crate) fn int(
         &mut self,
         path: &FieldPath,
         value: Option<i64>,
@@ -227,7 +231,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn name(&mut self, path: &FieldPath, value: &Option<String>, what: &str) -> String {
+    pub(crate) fn name(&mut self, path: &FieldPath, value: &Option<String>, what: &str) -> String {
         match value {
             None => {
                 self.error(path, format!("missing {what} name"));
@@ -244,7 +248,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn regex(&mut self, path: &FieldPath, pattern: &str) -> Option<Regex> {
+    pub(crate) fn regex(&mut self, path: &FieldPath, pattern: &str) -> Option<Regex> {
         match regex::RegexBuilder::new(pattern)
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
@@ -271,7 +275,7 @@ impl Ctx<'_> {
     }
 
     /// A Unix socket path: its directory must exist and the path fit `sun_path`.
-    fn socket_path(&mut self, path: &FieldPath, base: &Path, value: &str) -> PathBuf {
+    pub(crate) fn socket_path(&mut self, path: &FieldPath, base: &Path, value: &str) -> PathBuf {
         let p = base.join(value);
         // sun_path holds 108 bytes including the terminating NUL.
         const MAX_SOCKET_PATH: usize = 107;
@@ -295,7 +299,7 @@ impl Ctx<'_> {
         p
     }
 
-    fn file(&mut self, path: &FieldPath, base: &Path, value: &str) -> PathBuf {
+    pub(crate) fn file(&mut self, path: &FieldPath, base: &Path, value: &str) -> PathBuf {
         let p = base.join(value);
         if !p.is_file() {
             self.error(
@@ -307,7 +311,7 @@ impl Ctx<'_> {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -316,7 +320,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// An IPv4 or IPv6 network in CIDR notation; a bare address is a single host.
-fn parse_cidr(ctx: &mut Ctx<'_>, path: &FieldPath, text: &str) -> Option<ipnet::IpNet> {
+pub(crate) fn parse_cidr(ctx: &mut Ctx<'_>, path: &FieldPath, text: &str) -> Option<ipnet::IpNet> {
     if let Ok(net) = text.parse::<ipnet::IpNet>() {
         if net.trunc() != net {
             ctx.error(
@@ -342,7 +346,7 @@ fn parse_cidr(ctx: &mut Ctx<'_>, path: &FieldPath, text: &str) -> Option<ipnet::
     None
 }
 
-fn one_of<T: Copy>(
+pub(crate) fn one_of<T: Copy>(
     ctx: &mut Ctx<'_>,
     path: &FieldPath,
     value: &Option<String>,
@@ -369,6 +373,12 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
         raw.runtime.unwrap_or_default(),
         base,
     );
+    let firewall_path = root.key("firewall");
+    let mut firewall = raw
+        .firewall
+        .as_ref()
+        .map(|f| crate::firewall::build_firewall(ctx, &firewall_path, f, base))
+        .unwrap_or_default();
     let certificates = build_certificates(ctx, &raw.certificates, base);
     let listeners = build_listeners(ctx, &raw.listeners, &certificates, base);
     let pools = build_pools(ctx, &raw.pools, base);
@@ -395,6 +405,14 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
             }
         }
     }
+    check_firewall_references(
+        ctx,
+        &raw.listeners,
+        &raw.routes,
+        raw.firewall.as_ref(),
+        &mut firewall,
+        (&listeners, &routes, &pools),
+    );
     let observability = build_observability(ctx, raw.observability.unwrap_or_default());
     let admin = raw
         .admin
@@ -448,6 +466,107 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
         pools,
         observability,
         admin,
+        firewall,
+    }
+}
+
+/// Zones, ACLs and rate limits named by listeners and routes exist and fit where they are
+/// used; the zone policy's names exist.
+fn check_firewall_references(
+    ctx: &mut Ctx<'_>,
+    raw_listeners: &[RawListener],
+    raw_routes: &[RawRoute],
+    raw_firewall: Option<&RawFirewall>,
+    firewall: &mut Firewall,
+    (listeners, routes, pools): (&[Listener], &[Route], &[Pool]),
+) {
+    let root = FieldPath::root();
+    let zones = crate::firewall::known_zones(firewall);
+    let acl_known = |name: &str| firewall.acls.iter().any(|a| a.name == name);
+    for (i, l) in raw_listeners.iter().enumerate() {
+        let p = root.key("listeners").index(i);
+        if let Some(zone) = &l.zone
+            && valid_name(zone)
+        {
+            crate::firewall::check_zone_name(ctx, &p.key("zone"), zone, &zones);
+        }
+        if let Some(acl) = &l.acl
+            && !acl_known(acl)
+        {
+            ctx.error(&p.key("acl"), format!("no ACL named \"{acl}\""));
+        }
+        if let Some(rate) = &l.connection_rate {
+            match firewall.rate_limit(rate) {
+                None => ctx.error(
+                    &p.key("connection_rate"),
+                    format!("no rate limit named \"{rate}\""),
+                ),
+                Some(spec) => {
+                    if let Some(part) = spec.key.iter().find(|k| !k.at_accept()) {
+                        ctx.error(
+                            &p.key("connection_rate"),
+                            format!(
+                                "rate limit \"{rate}\" is keyed by {part:?}, which is not known when a connection is accepted (use client_ip, zone or listener)"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for (i, r) in raw_routes.iter().enumerate() {
+        let p = root.key("routes").index(i);
+        if let Some(acl) = &r.acl
+            && !acl_known(acl)
+        {
+            ctx.error(&p.key("acl"), format!("no ACL named \"{acl}\""));
+        }
+        let mut seen = HashSet::new();
+        for (j, name) in r.rate_limits.iter().enumerate() {
+            if firewall.rate_limit(name).is_none() {
+                ctx.error(
+                    &p.key("rate_limits").index(j),
+                    format!("no rate limit named \"{name}\""),
+                );
+            } else if !seen.insert(name) {
+                ctx.error(
+                    &p.key("rate_limits").index(j),
+                    format!("rate limit \"{name}\" is listed twice"),
+                );
+            }
+        }
+    }
+    for (i, z) in raw_firewall
+        .map(|f| f.zones.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        for (j, l) in z.listeners.iter().enumerate() {
+            if !listeners.iter().any(|x| &x.name == l) {
+                ctx.error(
+                    &root
+                        .key("firewall")
+                        .key("zones")
+                        .index(i)
+                        .key("listeners")
+                        .index(j),
+                    format!("no listener named \"{l}\""),
+                );
+            }
+        }
+    }
+    if let Some(rules) = raw_firewall.and_then(|f| f.policy.as_ref()) {
+        let route_names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        let pool_names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        firewall.policy = Some(crate::firewall::build_policy(
+            ctx,
+            &root.key("firewall").key("policy"),
+            rules,
+            &zones,
+            &route_names,
+            &pool_names,
+        ));
     }
 }
 
@@ -699,6 +818,8 @@ fn build_listeners(
                 proxy_protocol,
                 pool: l.pool.clone(),
                 sni,
+                acl: l.acl.clone(),
+                connection_rate: l.connection_rate.clone(),
             });
         }
     }
@@ -1038,7 +1159,7 @@ fn build_pools(ctx: &mut Ctx<'_>, raw: &[RawPool], base: &Path) -> Vec<Pool> {
     out
 }
 
-fn header_name(
+pub(crate) fn header_name(
     ctx: &mut Ctx<'_>,
     path: &FieldPath,
     value: &Option<String>,
@@ -1081,7 +1202,12 @@ fn build_hash_key(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawHashKey) -> Opti
 }
 
 /// Reports a missing or unknown value of a field that takes one of `choices`.
-fn bad_choice(ctx: &mut Ctx<'_>, path: &FieldPath, value: Option<&str>, choices: &[&str]) {
+pub(crate) fn bad_choice(
+    ctx: &mut Ctx<'_>,
+    path: &FieldPath,
+    value: Option<&str>,
+    choices: &[&str],
+) {
     let field = match path.0.last() {
         Some(Segment::Key(k)) => k.as_str(),
         _ => "value",
@@ -1381,6 +1507,10 @@ fn build_routes(
             .as_ref()
             .map(|_| ctx.size(&path.key("max_body"), &r.max_body, 1));
         let timeout = ctx.opt_duration(&path.key("timeout"), &r.timeout);
+        let filter = r
+            .filter
+            .as_ref()
+            .map(|f| crate::firewall::build_route_filter(ctx, &path.key("filter"), f));
         if let Some(pool) = pool {
             out.push(Route {
                 name,
@@ -1389,6 +1519,9 @@ fn build_routes(
                 pool,
                 max_body,
                 timeout,
+                acl: r.acl.clone(),
+                rate_limits: r.rate_limits.clone(),
+                filter,
             });
         }
     }

@@ -64,6 +64,18 @@ pub async fn relay(
             .inc();
         return;
     };
+    if !rt.firewall.allows_pool(&info.zone, &pool.config.name) {
+        tracing::debug!(listener = %info.listener, client = %info.client, zone = %info.zone, pool = %pool.config.name, "connection refused by the zone policy");
+        shared
+            .metrics
+            .errors
+            .get_or_create(&ErrorLabels {
+                listener: info.listener.to_string(),
+                kind: "zone_policy",
+            })
+            .inc();
+        return;
+    }
     let ip = info.client.ip();
     let affinity = matches!(pool.config.sticky, Some(Sticky::SourceIp)).then(|| ip_hash(ip));
     let hash_key = match pool.config.hash_key {

@@ -11,6 +11,7 @@
 pub mod accesslog;
 pub mod body;
 pub mod error;
+pub mod firewall;
 pub mod h1client;
 pub mod h1server;
 pub mod headers;
@@ -383,8 +384,11 @@ impl Proxy {
     /// Validates runtime parts of `snapshot` (certificates, keys), reconciles listeners and
     /// swaps the new runtime in. On any error nothing changes.
     pub async fn apply(&self, snapshot: Snapshot) -> Result<u64, ReloadError> {
+        self.apply_shared(Arc::new(snapshot)).await
+    }
+
+    async fn apply_shared(&self, snapshot: Arc<Snapshot>) -> Result<u64, ReloadError> {
         let mut control = self.control.lock().await;
-        let snapshot = Arc::new(snapshot);
         let previous = self.shared.runtime.load_full();
         let generation = control.generation + 1;
         let next = match Runtime::build(
@@ -683,6 +687,36 @@ impl Proxy {
                 }
             }));
         }
+        // IP set files: a change rebuilds the runtime from the current snapshot.
+        let weak = Arc::downgrade(self);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut failed: Option<Vec<firewall::FileStamp>> = None;
+            loop {
+                tick.tick().await;
+                let Some(proxy) = weak.upgrade() else { return };
+                let rt = proxy.shared.runtime.load_full();
+                if rt.firewall.set_files.is_empty() {
+                    continue;
+                }
+                let stamps = firewall::file_stamps(&rt.firewall.set_files);
+                if stamps == rt.firewall.set_stamps || failed.as_ref() == Some(&stamps) {
+                    continue;
+                }
+                let outcome = proxy.apply_shared(rt.snapshot.clone()).await;
+                match &outcome {
+                    Ok(generation) => {
+                        tracing::info!(generation, "IP set files changed; reloaded");
+                        failed = None;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "IP set files changed but cannot be loaded; keeping the current sets");
+                        failed = Some(stamps);
+                    }
+                }
+                proxy.note_reload(&outcome);
+            }
+        }));
         // Certificate files: re-read when they change on disk.
         let weak = Arc::downgrade(self);
         tasks.push(tokio::spawn(async move {

@@ -87,6 +87,7 @@ struct Outcome {
     attempts: u32,
     upstream_time: Option<Duration>,
     error: Option<&'static str>,
+    rate_headers: Option<crate::firewall::RateHeaders>,
 }
 
 /// What every request on one client connection shares. Requests clone this per-connection
@@ -128,6 +129,7 @@ pub async fn handle(
         attempts: 0,
         upstream_time: None,
         error: None,
+        rate_headers: None,
     };
     let listener_limits = rt
         .listeners
@@ -154,6 +156,13 @@ pub async fn handle(
             error_response(&e)
         }
     };
+    if let Some(route) = outcome.route {
+        crate::firewall::apply_to_response(
+            response.headers_mut(),
+            rt.firewall.scrubbed(route),
+            outcome.rate_headers.take(),
+        );
+    }
     response
         .headers_mut()
         .insert(&headers::X_REQUEST_ID, outcome.request_id.clone());
@@ -377,6 +386,21 @@ async fn proxy(
     let route = &rt.snapshot.routes[route_index];
     let pool = &rt.pools[route.pool];
     outcome.pool = Some(route.pool);
+    match rt.firewall.check_request(
+        conn,
+        route_index,
+        route,
+        &pool.config.name,
+        &parts,
+        Instant::now(),
+    ) {
+        Ok(rate) => outcome.rate_headers = rate,
+        Err(refusal) => {
+            tracing::debug!(request_id = ?outcome.request_id, client = %conn.client, reason = refusal.reason, detail = %refusal.detail, "request refused by the firewall");
+            outcome.error = Some(refusal.reason);
+            return Ok(refusal.into_response());
+        }
+    }
 
     let body_limit = route.max_body.unwrap_or(limits.max_body);
     if let Some(len) = headers::content_length(&parts.headers)

@@ -78,6 +78,7 @@ pub struct Runtime {
     pub route_metrics: Vec<RouteMetrics>,
     /// Requests that matched no route.
     pub unrouted_metrics: RouteMetrics,
+    pub firewall: Arc<crate::firewall::FirewallRuntime>,
 }
 
 pub struct ListenerRuntime {
@@ -305,9 +306,20 @@ impl Runtime {
                 },
             );
         }
+        let firewall = match crate::firewall::FirewallRuntime::build(
+            &snapshot,
+            previous.map(|p| &*p.firewall),
+        ) {
+            Ok(f) => Some(Arc::new(f)),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
+        let firewall = firewall.expect("firewall built when there are no errors");
         let route_metrics = snapshot
             .routes
             .iter()
@@ -324,6 +336,7 @@ impl Runtime {
             snapshot,
             pools,
             listeners,
+            firewall,
         })
     }
 

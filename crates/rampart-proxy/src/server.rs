@@ -270,7 +270,8 @@ pub async fn accept_loop(
         };
         let acceptor = lrt.tls.as_ref().map(|t| t.acceptor.clone());
         let h2c = lrt.config.h2c;
-        let zone: Arc<str> = Arc::from(lrt.config.zone.as_str());
+        let listener_zone: Arc<str> = Arc::from(lrt.config.zone.as_str());
+        let firewall = Arc::clone(&rt.firewall);
         let proxy_protocol = lrt.config.proxy_protocol.clone();
         let tcp = lrt.is_tcp();
         drop(rt);
@@ -328,6 +329,23 @@ pub async fn accept_loop(
                     }
                 },
             };
+            let zone = firewall.classify(&name, &listener_zone, client.ip());
+            if let Err(reason) =
+                firewall.admit_connection(&name, &zone, client.ip(), std::time::Instant::now())
+            {
+                tracing::debug!(listener = %name, %client, %zone, reason, "connection refused by the firewall");
+                shared
+                    .metrics
+                    .connections_rejected
+                    .get_or_create(&crate::metrics::ListenerReasonLabels {
+                        listener: name.to_string(),
+                        reason,
+                    })
+                    .inc();
+                drop(guard);
+                return;
+            }
+            drop(firewall);
             let client_value = http::HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
             let info = Arc::new(ConnInfo {

@@ -172,6 +172,13 @@ async fn answer(
     *r.status_mut() = status;
     r.headers_mut()
         .insert("x-backend", state.name.parse().unwrap());
+    if path == "/powered" {
+        // What application servers announce and a firewall may scrub.
+        r.headers_mut()
+            .insert("server", "Apache/2.4.57".parse().unwrap());
+        r.headers_mut()
+            .insert("x-powered-by", "PHP/8.2".parse().unwrap());
+    }
     Ok(r)
 }
 

@@ -1,0 +1,213 @@
+//! The `[firewall]` section: a good one validates into the snapshot; every kind of mistake
+//! (invalid networks, unknown zones and names, duplicates, contradictions) is reported with
+//! its position and field path.
+use std::path::Path;
+use std::time::Duration;
+
+use rampart_config::{RateKey, SourceRef};
+
+fn load(text: &str) -> Result<rampart_config::Snapshot, rampart_config::ConfigErrors> {
+    rampart_config::load_str(text, "fw.toml", Path::new("."))
+}
+
+const BASE: &str = r#"
+[[listeners]]
+name = "web"
+address = "127.0.0.1:8080"
+
+[[pools]]
+name = "app"
+backends = [{ address = "127.0.0.1:9001" }]
+
+[[routes]]
+name = "api"
+pool = "app"
+"#;
+
+#[test]
+fn a_good_firewall_validates() {
+    let text = format!(
+        r#"{BASE}
+rate_limits = ["per-ip", "per-key"]
+acl = "office"
+filter = {{ methods = ["get", "POST"], content_types = ["application/json", "text/*"], blocked_extensions = [".PHP"], deny = [{{ target = "header", name = "user-agent", contains = "sqlmap" }}] }}
+
+[[firewall.ip_sets]]
+name = "office"
+entries = ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"]
+
+[[firewall.zones]]
+name = "mgmt"
+sources = ["10.2.0.0/24", "@office"]
+
+[[firewall.policy]]
+zones = ["public"]
+routes = ["api"]
+[[firewall.policy]]
+zones = ["mgmt"]
+routes = ["*"]
+
+[[firewall.acls]]
+name = "office"
+allow = ["@office"]
+deny = ["0.0.0.0/0"]
+
+[[firewall.rate_limits]]
+name = "per-ip"
+rate = "10/s"
+burst = 5
+
+[[firewall.rate_limits]]
+name = "per-key"
+rate = "600/min"
+key = ["header:X-Api-Key", "route"]
+max_keys = 5000
+"#
+    );
+    let s = load(&text).unwrap();
+    let fw = &s.firewall;
+    assert_eq!(fw.ip_sets[0].entries.len(), 3);
+    assert_eq!(fw.zones[0].sources[1], SourceRef::Set("office".to_string()));
+    let policy = fw.policy.as_ref().unwrap();
+    assert!(policy[1].all);
+    let per_ip = fw.rate_limit("per-ip").unwrap();
+    assert_eq!(
+        (per_ip.count, per_ip.period, per_ip.burst),
+        (10, Duration::from_secs(1), 5)
+    );
+    assert_eq!(per_ip.key, vec![RateKey::ClientIp]);
+    let per_key = fw.rate_limit("per-key").unwrap();
+    assert_eq!(per_key.period, Duration::from_secs(60));
+    assert_eq!(per_key.burst, 1);
+    assert_eq!(per_key.max_keys, 5000);
+    let filter = s.routes[0].filter.as_ref().unwrap();
+    assert_eq!(filter.methods, vec![http::Method::GET, http::Method::POST]);
+    assert_eq!(filter.blocked_extensions, vec!["php".to_string()]);
+}
+
+#[test]
+fn no_firewall_section_means_an_open_policy() {
+    let s = load(BASE).unwrap();
+    assert!(s.firewall.policy.is_none());
+    assert_eq!(s.listeners[0].zone, "public");
+}
+
+#[test]
+fn every_firewall_mistake_is_named() {
+    let text = r#"
+[[listeners]]
+name = "web"
+address = "127.0.0.1:8080"
+zone = "dmz"
+acl = "nope"
+connection_rate = "per-key"
+
+[[pools]]
+name = "app"
+backends = [{ address = "127.0.0.1:9001" }]
+
+[[routes]]
+name = "api"
+pool = "app"
+rate_limits = ["missing", "per-ip", "per-ip"]
+filter = { methods = ["GE T"], content_types = ["json"], deny = [{ target = "body", contains = "x" }, { target = "path", regex = "(" }, { target = "query" }] }
+
+[[firewall.ip_sets]]
+name = "office"
+entries = ["10.0.0.1/8", "999.1.1.1"]
+
+[[firewall.ip_sets]]
+name = "office"
+entries = ["192.0.2.1"]
+
+[[firewall.ip_sets]]
+name = "empty"
+
+[[firewall.zones]]
+name = "mgmt"
+sources = ["10.2.0.0/24", "@nosuchset"]
+listeners = ["ghost"]
+
+[[firewall.zones]]
+name = "ops"
+sources = ["10.2.0.0/24"]
+
+[[firewall.policy]]
+zones = ["public", "nowhere"]
+routes = ["api", "ghost-route"]
+pools = ["ghost-pool"]
+
+[[firewall.policy]]
+zones = []
+
+[[firewall.acls]]
+name = "contradiction"
+allow = ["192.0.2.0/24"]
+deny = ["192.0.2.0/24"]
+default = "maybe"
+
+[[firewall.rate_limits]]
+name = "per-ip"
+rate = "ten per second"
+burst = 0
+
+[[firewall.rate_limits]]
+name = "per-key"
+rate = "5/s"
+key = ["header:x-api-key", "cookie:x", "header:x-api-key"]
+"#;
+    let errors = load(text).unwrap_err();
+    let all: String = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let expect = [
+        "listeners[0].zone: unknown zone \"dmz\"; known zones are",
+        "listeners[0].acl: no ACL named \"nope\"",
+        "listeners[0].connection_rate: rate limit \"per-key\" is keyed by",
+        "routes[0].rate_limits[0]: no rate limit named \"missing\"",
+        "routes[0].rate_limits[2]: rate limit \"per-ip\" is listed twice",
+        "routes[0].filter.methods[0]: invalid method \"GE T\"",
+        "routes[0].filter.content_types[0]: invalid media type \"json\"",
+        "routes[0].filter.deny[0].target: unknown value \"body\"",
+        "routes[0].filter.deny[1].regex: invalid regex",
+        "routes[0].filter.deny[2]: missing \"contains\" (a literal) or \"regex\"",
+        "firewall.ip_sets[0].entries[0]: \"10.0.0.1/8\" has host bits set",
+        "firewall.ip_sets[0].entries[1]: \"999.1.1.1\" is not an IP network",
+        "firewall.ip_sets[1].name: duplicate IP set name \"office\"",
+        "firewall.ip_sets[2]: IP set \"empty\" has neither a file nor entries",
+        "firewall.zones[0].sources[1]: no IP set named \"nosuchset\"",
+        "firewall.zones[0].listeners[0]: no listener named \"ghost\"",
+        "firewall.zones[1].sources[0]: contradictory: 10.2.0.0/24 is also a source of zone \"mgmt\"",
+        "firewall.policy[0].zones[1]: unknown zone \"nowhere\"",
+        "firewall.policy[0].routes[1]: no route named \"ghost-route\"",
+        "firewall.policy[0].pools[0]: no pool named \"ghost-pool\"",
+        "firewall.policy[1].zones: a policy rule needs at least one zone",
+        "firewall.acls[0].deny[0]: contradictory: 192.0.2.0/24 is both allowed and denied",
+        "firewall.acls[0].default: unknown value \"maybe\"",
+        "firewall.rate_limits[0].rate: invalid rate \"ten per second\"",
+        "firewall.rate_limits[0].burst: 0 is out of range",
+        "firewall.rate_limits[1].key[1]: unknown value \"cookie:x\"",
+        "firewall.rate_limits[1].key[2]: key part \"header:x-api-key\" is listed twice",
+    ];
+    for e in expect {
+        assert!(all.contains(e), "missing {e:?} in:\n{all}");
+    }
+    // Every error has a position.
+    for e in errors.iter() {
+        assert!(e.position.is_some(), "no position: {e}");
+    }
+}
+
+#[test]
+fn missing_set_file_is_an_error() {
+    let text = format!(
+        "{BASE}\n[[firewall.ip_sets]]\nname = \"s\"\nfile = \"/nonexistent/blocklist.txt\"\n"
+    );
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("firewall.ip_sets[0].file: file \"/nonexistent/blocklist.txt\" does not exist"),
+        "{e}"
+    );
+}

@@ -1,0 +1,35 @@
+//! Rampart's firewall engines.
+//!
+//! Everything here is pure: decisions over addresses, request heads and time passed in as
+//! arguments. The proxy loads files, keeps the state that outlives a reload and calls these
+//! engines from its connection and request guards.
+//!
+//! - [`ipset`]: sets of IPv4/IPv6 networks on longest-prefix tries, parsed from set files.
+//! - [`acl`]: allow/deny lists over networks and sets; the longest matching prefix decides.
+//! - [`zones`]: which zone a connection belongs to (source networks beat the listener's zone)
+//!   and the policy saying which zones may reach which routes and pools.
+//! - [`ratelimit`]: GCRA rate limits keyed by client address, header, route or a combination,
+//!   in key tables of bounded size, with the IETF `RateLimit` header fields.
+//! - [`content`]: per-route content filtering (methods, content types, sizes, deny patterns,
+//!   blocked extensions).
+
+pub mod acl;
+pub mod content;
+pub mod ipset;
+pub mod ratelimit;
+pub mod zones;
+
+pub use acl::{Acl, AclAction};
+pub use content::{ContentFilter, ContentFilterSpec, DenyPattern, DenyTarget, Violation};
+pub use ipset::{IpSet, SetParseError, parse_network};
+pub use ratelimit::{Gcra, KeyedLimiter, RateDecision};
+pub use zones::{Reach, ZonePolicy, ZoneSources, Zones};
+
+/// The address as IPv4 when it is an IPv4-mapped IPv6 address (a dual-stack socket's view of
+/// an IPv4 client), unchanged otherwise.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
