@@ -1,5 +1,6 @@
 //! Rampart's admin API (minimal for now): list pools and backends with health and counters,
-//! drain / enable / disable a backend, reload the config and show the running generation.
+//! drain / enable / disable a backend, reload the config and show the running generation,
+//! list, place and lift bans.
 //!
 //! Every endpoint requires `Authorization: Bearer <token>`; the token is compared in constant
 //! time and never logged. The listener binds to loopback unless the config says otherwise.
@@ -8,11 +9,12 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use rampart_balance::AdminState;
 use rampart_config::Secret;
@@ -40,6 +42,8 @@ pub fn router(proxy: Arc<Proxy>, token: Secret) -> Router {
         )
         .route("/api/v1/reload", post(reload))
         .route("/api/v1/config", get(config))
+        .route("/api/v1/bans", get(list_bans).post(add_ban))
+        .route("/api/v1/bans/{ip}", delete(remove_ban))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(DefaultBodyLimit::max(64 * 1024))
@@ -153,6 +157,78 @@ async fn reload(State(state): State<AppState>) -> Response {
             "this instance runs a built-in config; nothing to reload",
         ),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+    }
+}
+
+/// Longest ban the API places by hand.
+const MAX_MANUAL_BAN: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanRequest {
+    ip: String,
+    /// Human duration, such as "10m"; default one hour.
+    ttl: Option<String>,
+}
+
+async fn list_bans(State(state): State<AppState>) -> Response {
+    Json(json!({ "bans": state.proxy.bans() })).into_response()
+}
+
+async fn add_ban(
+    State(state): State<AppState>,
+    body: Result<Json<BanRequest>, JsonRejection>,
+) -> Response {
+    let Json(request) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected a JSON body {{\"ip\": \"ADDRESS\", \"ttl\": \"DURATION\"}}: {}",
+                    e.body_text()
+                ),
+            );
+        }
+    };
+    let ip: std::net::IpAddr = match request.ip.trim().parse() {
+        Ok(ip) => ip,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("ip: \"{}\" is not an IPv4 or IPv6 address", request.ip),
+            );
+        }
+    };
+    let ttl = match request.ttl.as_deref() {
+        None => std::time::Duration::from_secs(3600),
+        Some(text) => match rampart_config::units::parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                return error(StatusCode::BAD_REQUEST, "ttl: must be greater than zero");
+            }
+            Ok(d) if d > MAX_MANUAL_BAN => {
+                return error(StatusCode::BAD_REQUEST, "ttl: at most 366 days");
+            }
+            Ok(d) => d,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("ttl: {e}")),
+        },
+    };
+    match state.proxy.ban(ip, ttl) {
+        Ok(ban) => (StatusCode::CREATED, Json(json!({ "ban": ban }))).into_response(),
+        Err(e) => error(StatusCode::CONFLICT, e),
+    }
+}
+
+async fn remove_ban(State(state): State<AppState>, Path(ip): Path<String>) -> Response {
+    let Ok(addr) = ip.trim().parse::<std::net::IpAddr>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("\"{ip}\" is not an IPv4 or IPv6 address"),
+        );
+    };
+    match state.proxy.unban(addr) {
+        Some(ban) => Json(json!({ "lifted": ban })).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("{addr} is not banned")),
     }
 }
 

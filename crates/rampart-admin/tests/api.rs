@@ -60,14 +60,19 @@ async fn backend(name: &'static str) -> Backend {
     Backend { addr, requests }
 }
 
-/// One GET through the proxy on a fresh connection; returns the status and `x-backend`.
+/// One GET through the proxy on a fresh connection; returns the status and `x-backend`
+/// (status 0 when the connection was closed unanswered).
 async fn proxied_get(addr: SocketAddr) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    // A connection the proxy refuses (a ban) may fail either way: status 0.
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .is_err()
+        || s.read_to_end(&mut out).await.is_err()
+    {
+        return (0, String::new());
+    }
     let text = String::from_utf8_lossy(&out).to_string();
     let status = text
         .split(' ')
@@ -429,4 +434,98 @@ async fn served_on_loopback_socket() {
             );
         }
     }
+}
+
+/// Sends one request with a body to the admin router.
+async fn call_body(app: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", bearer())
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_are_placed_listed_and_lifted() {
+    let s = setup().await;
+    let addr = s.proxy.listener_addr("web").unwrap();
+    // The token guards the ban endpoints too.
+    for (method, uri) in [
+        ("GET", "/api/v1/bans"),
+        ("POST", "/api/v1/bans"),
+        ("DELETE", "/api/v1/bans/127.0.0.1"),
+    ] {
+        assert_eq!(
+            call(&s.app, method, uri, None).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{method} {uri}"
+        );
+    }
+    let (status, body) = call(&s.app, "GET", "/api/v1/bans", Some(&bearer())).await;
+    assert_eq!(
+        (status, body["bans"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(0))
+    );
+    assert_eq!(proxied_get(addr).await.0, 200);
+
+    let (status, body) = call_body(
+        &s.app,
+        "POST",
+        "/api/v1/bans",
+        r#"{"ip": "127.0.0.1", "ttl": "10m"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["ban"]["reason"], "manual");
+    assert_eq!(body["ban"]["ttl_seconds"], 600);
+    // A banned client is closed at accept, unanswered.
+    assert_eq!(proxied_get(addr).await.0, 0);
+    let (_, body) = call(&s.app, "GET", "/api/v1/bans", Some(&bearer())).await;
+    assert_eq!(body["bans"][0]["ip"], "127.0.0.1");
+
+    let (status, body) = call(&s.app, "DELETE", "/api/v1/bans/127.0.0.1", Some(&bearer())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(proxied_get(addr).await.0, 200);
+    let (status, body) = call(&s.app, "DELETE", "/api/v1/bans/127.0.0.1", Some(&bearer())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Broken requests are refused with the field named; nothing is banned.
+    for (request, expect) in [
+        (
+            r#"{"ip": "nope"}"#,
+            "ip: \"nope\" is not an IPv4 or IPv6 address",
+        ),
+        (r#"{"ip": "10.0.0.1", "ttl": "forever"}"#, "ttl:"),
+        (
+            r#"{"ip": "10.0.0.1", "ttl": "0s"}"#,
+            "ttl: must be greater than zero",
+        ),
+        (
+            r#"{"ip": "10.0.0.1", "ttl": "400d"}"#,
+            "ttl: at most 366 days",
+        ),
+        (
+            r#"{"ip": "10.0.0.1", "colour": "red"}"#,
+            "expected a JSON body",
+        ),
+        (r#"{"ip": "10.0.0.1""#, "expected a JSON body"),
+        ("", "expected a JSON body"),
+    ] {
+        let (status, body) = call_body(&s.app, "POST", "/api/v1/bans", request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{request}: {body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(expect), "{request}: {message}");
+    }
+    let (status, _) = call(&s.app, "DELETE", "/api/v1/bans/not-an-ip", Some(&bearer())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(s.proxy.bans().is_empty());
 }

@@ -26,7 +26,39 @@ pub struct Firewall {
     pub policy: Option<Vec<PolicyRule>>,
     pub acls: Vec<AclSpec>,
     pub rate_limits: Vec<RateLimitSpec>,
+    /// Intrusion prevention; `None` when `[firewall.ips]` is absent.
+    pub ips: Option<Ips>,
 }
+
+/// `[firewall.ips]`: scenarios, ban escalation and the allow-list.
+#[derive(Debug, Clone)]
+pub struct Ips {
+    /// Never banned.
+    pub allow: Vec<SourceRef>,
+    pub ban_factor: u32,
+    pub max_ban: Duration,
+    pub forget_after: Duration,
+    /// Sources remembered per scenario.
+    pub max_sources: usize,
+    pub scenarios: Vec<rampart_firewall::ScenarioSpec>,
+}
+
+/// The scenarios used when `[firewall.ips]` lists none: (name, events, capacity, leak, ban).
+pub const DEFAULT_SCENARIOS: [(&str, &[&str], u32, u64, u64); 7] = [
+    ("http-404-scan", &["not_found"], 10, 10, 600),
+    ("http-scanner", &["scanner_user_agent"], 1, 60, 3600),
+    (
+        "http-blocked-flood",
+        &["acl_block", "content_block", "waf_block"],
+        20,
+        5,
+        600,
+    ),
+    ("http-rate-abuse", &["rate_limited"], 100, 1, 300),
+    ("slow-clients", &["slow_client"], 3, 60, 600),
+    ("protocol-abuse", &["protocol_violation"], 10, 10, 600),
+    ("auth-bruteforce", &["auth_failure"], 10, 30, 900),
+];
 
 impl Firewall {
     pub fn rate_limit(&self, name: &str) -> Option<&RateLimitSpec> {
@@ -395,12 +427,109 @@ pub(crate) fn build_firewall(
         });
     }
 
+    let ips = raw
+        .ips
+        .as_ref()
+        .map(|i| build_ips(ctx, &path.key("ips"), i, &known_sets));
     Firewall {
         ip_sets,
         zones,
         policy: None,
         acls,
         rate_limits,
+        ips,
+    }
+}
+
+fn build_ips(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawIps, sets: &HashSet<String>) -> Ips {
+    let allow = source_refs(ctx, &path.key("allow"), &raw.allow, sets);
+    let ban_factor = ctx.int(&path.key("ban_factor"), raw.ban_factor, 2, 1, 1000) as u32;
+    let max_ban = ctx.duration(
+        &path.key("max_ban"),
+        &raw.max_ban,
+        Duration::from_secs(7 * 86_400),
+    );
+    let forget_after = ctx.duration(
+        &path.key("forget_after"),
+        &raw.forget_after,
+        Duration::from_secs(86_400),
+    );
+    let max_sources = ctx.int(
+        &path.key("max_sources"),
+        raw.max_sources,
+        100_000,
+        1,
+        10_000_000,
+    ) as usize;
+    let scenarios = match &raw.scenarios {
+        None => DEFAULT_SCENARIOS
+            .iter()
+            .map(
+                |(name, events, capacity, leak, ban)| rampart_firewall::ScenarioSpec {
+                    name: name.to_string(),
+                    events: events
+                        .iter()
+                        .filter_map(|e| rampart_firewall::EventKind::parse(e))
+                        .collect(),
+                    capacity: *capacity,
+                    leak: Duration::from_secs(*leak),
+                    ban: Duration::from_secs(*ban),
+                },
+            )
+            .collect(),
+        Some(list) => {
+            let sp = path.key("scenarios");
+            let names = unique_names(ctx, &sp, list, |s| &s.name, "scenario");
+            let mut out = Vec::new();
+            for (i, (s, name)) in list.iter().zip(names).enumerate() {
+                let p = sp.index(i);
+                let mut events = Vec::new();
+                for (j, e) in s.events.iter().enumerate() {
+                    match rampart_firewall::EventKind::parse(e) {
+                        Some(kind) if events.contains(&kind) => ctx.error(
+                            &p.key("events").index(j),
+                            format!("event \"{e}\" is listed twice"),
+                        ),
+                        Some(kind) => events.push(kind),
+                        None => {
+                            let names: Vec<&str> = rampart_firewall::EventKind::ALL
+                                .iter()
+                                .map(|k| k.name())
+                                .collect();
+                            bad_choice(ctx, &p.key("events").index(j), Some(e), &names);
+                        }
+                    }
+                }
+                if s.events.is_empty() {
+                    ctx.error(&p.key("events"), "a scenario needs at least one event");
+                }
+                let capacity = ctx.int(&p.key("capacity"), s.capacity, 10, 1, 1_000_000) as u32;
+                let leak = ctx.duration(&p.key("leak"), &s.leak, Duration::from_secs(1));
+                let ban = ctx.duration(&p.key("ban"), &s.ban, Duration::from_secs(600));
+                if ban > max_ban {
+                    ctx.error(
+                        &p.key("ban"),
+                        format!("contradictory: a first ban of {ban:?} is longer than max_ban ({max_ban:?})"),
+                    );
+                }
+                out.push(rampart_firewall::ScenarioSpec {
+                    name,
+                    events,
+                    capacity,
+                    leak,
+                    ban,
+                });
+            }
+            out
+        }
+    };
+    Ips {
+        allow,
+        ban_factor,
+        max_ban,
+        forget_after,
+        max_sources,
+        scenarios,
     }
 }
 

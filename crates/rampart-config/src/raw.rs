@@ -140,6 +140,28 @@ pub struct RawFirewall {
     pub acls: Vec<RawAcl>,
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
+    pub ips: Option<RawIps>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawIps {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    pub ban_factor: Option<i64>,
+    pub max_ban: Option<String>,
+    pub forget_after: Option<String>,
+    pub max_sources: Option<i64>,
+    pub scenarios: Option<Vec<RawScenario>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawScenario {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub events: Vec<String>,
+    pub capacity: Option<i64>,
+    pub leak: Option<String>,
+    pub ban: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,6 +331,7 @@ pub struct RawRetries {
 pub struct RawObservability {
     pub metrics_address: Option<String>,
     pub access_log: Option<String>,
+    pub security_log: Option<String>,
     pub log_format: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 
 pub use crate::firewall::{
-    AclSpec, BUILTIN_ZONES, DenyOn, DenyRule, Firewall, IpSetSpec, PolicyRule, RateKey,
+    AclSpec, BUILTIN_ZONES, DenyOn, DenyRule, Firewall, IpSetSpec, Ips, PolicyRule, RateKey,
     RateLimitSpec, RouteFilter, SourceRef, Zone,
 };
 
@@ -421,6 +421,8 @@ pub enum LogFormat {
 pub struct Observability {
     pub metrics_address: Option<SocketAddr>,
     pub access_log: AccessLog,
+    /// One JSON line per security event and decision (firewall, intrusion prevention).
+    pub security_log: AccessLog,
     pub log_format: LogFormat,
 }
 

@@ -1623,18 +1623,20 @@ fn build_observability(ctx: &mut Ctx<'_>, raw: RawObservability) -> Observabilit
             None,
         )
     });
-    let access_log = match raw.access_log.as_deref() {
+    let mut log_sink = |key: &str, value: Option<&str>| match value {
         None | Some("stdout") => AccessLog::Stdout,
         Some("off") => AccessLog::Off,
         Some("") => {
             ctx.error(
-                &path.key("access_log"),
+                &path.key(key),
                 "empty; use \"stdout\", \"off\" or a file path",
             );
             AccessLog::Off
         }
         Some(file) => AccessLog::File(PathBuf::from(file)),
     };
+    let access_log = log_sink("access_log", raw.access_log.as_deref());
+    let security_log = log_sink("security_log", raw.security_log.as_deref());
     let log_format = one_of(
         ctx,
         &path.key("log_format"),
@@ -1645,6 +1647,7 @@ fn build_observability(ctx: &mut Ctx<'_>, raw: RawObservability) -> Observabilit
     Observability {
         metrics_address,
         access_log,
+        security_log,
         log_format,
     }
 }

@@ -25,7 +25,10 @@ impl Rng {
 fn main() {
     let mut args = std::env::args().skip(1);
     let entries: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let lookups: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000_000);
+    let lookups: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000_000);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut text = String::with_capacity(entries * 20);
     for i in 0..entries {
@@ -37,7 +40,11 @@ fn main() {
         } else {
             let len = 16 + (rng.next() % 17) as u32;
             let addr = rng.next() as u32;
-            let masked = if len == 32 { addr } else { addr & (!0u32 << (32 - len)) };
+            let masked = if len == 32 {
+                addr
+            } else {
+                addr & (!0u32 << (32 - len))
+            };
             let _ = writeln!(text, "{}/{len}", Ipv4Addr::from(masked));
         }
     }
@@ -55,7 +62,9 @@ fn main() {
     let probes: Vec<IpAddr> = (0..4096)
         .map(|i| {
             if i % 10 == 9 {
-                IpAddr::V6(Ipv6Addr::from(u128::from(rng.next()) << 64 | u128::from(rng.next())))
+                IpAddr::V6(Ipv6Addr::from(
+                    u128::from(rng.next()) << 64 | u128::from(rng.next()),
+                ))
             } else {
                 IpAddr::V4(Ipv4Addr::from(rng.next() as u32))
             }

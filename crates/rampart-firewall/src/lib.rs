@@ -12,15 +12,22 @@
 //!   in key tables of bounded size, with the IETF `RateLimit` header fields.
 //! - [`content`]: per-route content filtering (methods, content types, sizes, deny patterns,
 //!   blocked extensions).
+//! - [`ips`]: intrusion prevention: security events feed leaky-bucket scenarios per source; an
+//!   overflow bans the source, longer for repeat offenders; an allow-list is never banned.
 
 pub mod acl;
 pub mod content;
+pub mod ips;
 pub mod ipset;
 pub mod ratelimit;
 pub mod zones;
 
 pub use acl::{Acl, AclAction};
 pub use content::{ContentFilter, ContentFilterSpec, DenyPattern, DenyTarget, Violation};
+pub use ips::{
+    Ban, BanPolicy, BanRefused, BanTable, Detector, EventKind, Scenario, ScenarioSpec, Verdict,
+    is_scanner_agent,
+};
 pub use ipset::{IpSet, SetParseError, parse_network};
 pub use ratelimit::{Gcra, KeyedLimiter, RateDecision};
 pub use zones::{Reach, ZonePolicy, ZoneSources, Zones};

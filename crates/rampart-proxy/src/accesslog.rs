@@ -2,12 +2,9 @@
 //! path never blocks on disk. When the writer falls behind, lines are dropped and counted.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use serde::Serialize;
-
-use crate::metrics::Metrics;
 
 /// One access-log record.
 #[derive(Debug, Serialize)]
@@ -38,40 +35,60 @@ pub struct AccessRecord {
 
 const QUEUE: usize = 16 * 1024;
 
-/// Where access records go.
-#[derive(Clone)]
-pub struct AccessLogger {
-    tx: Option<SyncSender<AccessRecord>>,
-    metrics: Arc<Metrics>,
+/// A log of one JSON object per line, written by a thread of its own so that the request path
+/// never waits on IO: records go through a bounded queue and are dropped (and counted in
+/// `dropped`) when it is full. Each line is written with one call, so two logs may share
+/// stdout without mixing their lines.
+pub struct JsonLines<T> {
+    tx: Option<SyncSender<T>>,
+    dropped: prometheus_client::metrics::counter::Counter,
 }
 
-impl AccessLogger {
-    pub fn off(metrics: Arc<Metrics>) -> Self {
-        AccessLogger { tx: None, metrics }
+impl<T> Clone for JsonLines<T> {
+    fn clone(&self) -> Self {
+        JsonLines {
+            tx: self.tx.clone(),
+            dropped: self.dropped.clone(),
+        }
+    }
+}
+
+/// The access log: one line per request.
+pub type AccessLogger = JsonLines<AccessRecord>;
+
+impl<T: Serialize + Send + 'static> JsonLines<T> {
+    pub fn off(dropped: prometheus_client::metrics::counter::Counter) -> Self {
+        JsonLines { tx: None, dropped }
     }
 
-    /// Starts the writer thread for `sink`.
-    pub fn start(sink: Box<dyn Write + Send>, metrics: Arc<Metrics>) -> Self {
-        let (tx, rx) = sync_channel::<AccessRecord>(QUEUE);
+    pub fn start(
+        name: &str,
+        sink: Box<dyn Write + Send>,
+        dropped: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        let (tx, rx) = sync_channel::<T>(QUEUE);
         std::thread::Builder::new()
-            .name("rampart-access-log".into())
+            .name(format!("rampart-{name}"))
             .spawn(move || {
                 let mut out = std::io::BufWriter::with_capacity(64 * 1024, sink);
+                let mut line = Vec::with_capacity(1024);
                 while let Ok(first) = rx.recv() {
                     let mut next = Some(first);
                     while let Some(rec) = next {
-                        if serde_json::to_writer(&mut out, &rec).is_ok() {
-                            let _ = out.write_all(b"\n");
+                        line.clear();
+                        if serde_json::to_writer(&mut line, &rec).is_ok() {
+                            line.push(b'\n');
+                            let _ = out.write_all(&line);
                         }
                         next = rx.try_recv().ok();
                     }
                     let _ = out.flush();
                 }
             })
-            .expect("spawn access log thread");
-        AccessLogger {
+            .expect("spawn log thread");
+        JsonLines {
             tx: Some(tx),
-            metrics,
+            dropped,
         }
     }
 
@@ -79,19 +96,18 @@ impl AccessLogger {
         self.tx.is_some()
     }
 
-    pub fn log(&self, record: AccessRecord) {
+    pub fn log(&self, record: T) {
         if let Some(tx) = &self.tx {
             match tx.try_send(record) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.metrics.access_log_dropped.inc();
+                    self.dropped.inc();
                 }
             }
         }
     }
 }
 
-/// RFC 3339 UTC timestamp with milliseconds, without pulling in a date crate.
 pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -19,8 +19,148 @@ use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use rampart_config::{self as config, Snapshot};
 use rampart_firewall as fw;
 
+use crate::Shared;
 use crate::body::ResponseBody;
 use crate::phase::ConnInfo;
+
+/// One line of the security log: an event and what was decided about it.
+#[derive(Debug, serde::Serialize)]
+pub struct SecurityRecord {
+    pub ts: String,
+    #[serde(rename = "type")]
+    pub record_type: &'static str,
+    /// The event kind (`not_found`, `acl_block`, …) or `ban` / `unban` / `ban_expired`.
+    pub event: &'static str,
+    pub client: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    /// `refused`, `counted`, `allow_listed`, `banned`, `already_banned`, `unbanned`, `expired`.
+    pub decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ban_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offence: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl SecurityRecord {
+    pub fn new(event: &'static str, client: IpAddr, decision: &'static str) -> Self {
+        SecurityRecord {
+            ts: crate::accesslog::now_rfc3339(),
+            record_type: "security",
+            event,
+            client: fw::canonical_ip(client).to_string(),
+            listener: None,
+            zone: None,
+            decision,
+            reason: None,
+            detail: None,
+            scenario: None,
+            ban_seconds: None,
+            offence: None,
+            request_id: None,
+        }
+    }
+
+    fn on(mut self, conn: &ConnInfo) -> Self {
+        self.listener = Some(conn.listener.to_string());
+        self.zone = Some(conn.zone.to_string());
+        self
+    }
+}
+
+pub type SecurityLogger = crate::accesslog::JsonLines<SecurityRecord>;
+
+/// What a security event is about.
+pub struct Event<'a> {
+    pub kind: fw::EventKind,
+    /// The rule or limit involved (ACL name, filter reason, …).
+    pub reason: &'a str,
+    pub detail: &'a str,
+    pub request_id: Option<&'a HeaderValue>,
+}
+
+/// Counts, logs and feeds one security event to intrusion prevention; a triggered scenario
+/// bans the source.
+pub fn security_event(
+    shared: &Shared,
+    firewall: &FirewallRuntime,
+    conn: &ConnInfo,
+    event: Event<'_>,
+) {
+    let ip = conn.client.ip();
+    let now = Instant::now();
+    shared
+        .metrics
+        .security_events
+        .get_or_create(&crate::metrics::KindLabels {
+            kind: event.kind.name(),
+        })
+        .inc();
+    let verdict = match &firewall.detector {
+        Some(d) => d.record(&shared.bans, ip, event.kind, now),
+        None => fw::Verdict::Counted,
+    };
+    let log = shared.security_log.load();
+    if log.enabled() {
+        let decision = match &verdict {
+            fw::Verdict::Counted => "counted",
+            fw::Verdict::AllowListed => "allow_listed",
+            fw::Verdict::Banned(_) => "banned",
+            fw::Verdict::AlreadyBanned(_) => "already_banned",
+        };
+        let mut record = SecurityRecord::new(event.kind.name(), ip, decision).on(conn);
+        record.reason = (!event.reason.is_empty()).then(|| event.reason.to_string());
+        record.detail = (!event.detail.is_empty()).then(|| event.detail.to_string());
+        record.request_id = event
+            .request_id
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if let fw::Verdict::Banned(ban) = &verdict {
+            record.scenario = Some(ban.reason.clone());
+            record.ban_seconds = Some(ceil_secs(ban.ttl()));
+            record.offence = Some(ban.offence);
+        }
+        log.log(record);
+    }
+    if let fw::Verdict::Banned(ban) = verdict {
+        tracing::warn!(client = %ban.ip, scenario = %ban.reason, ttl_s = ceil_secs(ban.ttl()), offence = ban.offence, "source banned");
+        shared
+            .metrics
+            .scenario_triggers
+            .get_or_create(&crate::metrics::NameLabels {
+                name: ban.reason.clone(),
+            })
+            .inc();
+        shared.ban_placed(&ban);
+    }
+}
+
+/// Counts a block by reason.
+pub fn count_block(shared: &Shared, reason: &'static str) {
+    shared
+        .metrics
+        .firewall_blocks
+        .get_or_create(&crate::metrics::ReasonLabels { reason })
+        .inc();
+}
+
+/// The event kind for a refusal reason.
+pub fn refusal_event(reason: &str) -> fw::EventKind {
+    match reason {
+        "acl" | "zone_acl" | "zone_policy" => fw::EventKind::AclBlock,
+        "rate_limit" | "connection_rate" => fw::EventKind::RateLimited,
+        _ => fw::EventKind::ContentBlock,
+    }
+}
 
 /// Set files larger than this are refused (about 10 million entries).
 const MAX_SET_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -64,15 +204,23 @@ fn ceil_secs(d: Duration) -> u64 {
 pub struct Refusal {
     pub status: StatusCode,
     pub reason: &'static str,
+    /// The rule that refused: ACL or rate limit name, route for the zone policy.
+    pub rule: String,
     pub detail: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Refusal {
-    fn new(status: StatusCode, reason: &'static str, detail: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        reason: &'static str,
+        rule: &str,
+        detail: impl Into<String>,
+    ) -> Self {
         Refusal {
             status,
             reason,
+            rule: rule.to_string(),
             detail: detail.into(),
             headers: Vec::new(),
         }
@@ -129,6 +277,8 @@ pub struct FirewallRuntime {
     pub set_stamps: Vec<FileStamp>,
     /// Loaded sets by name, with their sizes (for logs and the admin API).
     pub sets: Vec<(String, Arc<fw::IpSet>)>,
+    /// Intrusion prevention, when configured.
+    pub detector: Option<fw::Detector>,
 }
 
 impl FirewallRuntime {
@@ -283,7 +433,30 @@ impl FirewallRuntime {
                     .unwrap_or_default(),
             })
             .collect();
+        let detector = fwc.ips.as_ref().map(|ips| {
+            let now = Instant::now();
+            let old = previous.and_then(|p| p.detector.as_ref());
+            let scenarios = ips
+                .scenarios
+                .iter()
+                .map(|spec| {
+                    let kept =
+                        old.and_then(|d| d.scenarios.iter().find(|s| s.spec.name == spec.name));
+                    fw::Scenario::new(spec.clone(), ips.max_sources, kept, now)
+                })
+                .collect();
+            fw::Detector::new(
+                scenarios,
+                fw::BanPolicy {
+                    factor: ips.ban_factor,
+                    max_ban: ips.max_ban,
+                    forget_after: ips.forget_after,
+                },
+                compile_sources(&ips.allow),
+            )
+        });
         Ok(FirewallRuntime {
+            detector,
             zones,
             policy,
             zone_acls,
@@ -353,6 +526,7 @@ impl FirewallRuntime {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "zone_policy",
+                &route.name,
                 format!(
                     "zone \"{}\" may not reach route \"{}\"",
                     conn.zone, route.name
@@ -368,13 +542,14 @@ impl FirewallRuntime {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "acl",
+                &acl.name,
                 format!("ACL \"{}\" denies {}", acl.name, conn.client.ip()),
             ));
         }
         if let Some(filter) = &rules.filter
             && let Err(v) = filter.check(&head.method, &head.uri, &head.headers)
         {
-            let mut refusal = Refusal::new(v.status(), v.reason(), v.detail());
+            let mut refusal = Refusal::new(v.status(), v.reason(), &route.name, v.detail());
             if v == fw::Violation::Method {
                 let allow: Vec<&str> = filter
                     .allowed_methods()
@@ -408,6 +583,7 @@ impl FirewallRuntime {
                     let mut refusal = Refusal::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "rate_limit",
+                        &limiter.spec.name,
                         format!("rate limit \"{}\"", limiter.spec.name),
                     );
                     refusal.headers.push((

@@ -389,6 +389,23 @@ pub async fn serve<I: ServerIo>(
             Err(HeadError::Quiet) => return,
             Err(HeadError::Answer(status, detail)) => {
                 tracing::debug!(client = %connection.info.client, %status, detail, "malformed request head");
+                let kind = if status == StatusCode::REQUEST_TIMEOUT {
+                    rampart_firewall::EventKind::SlowClient
+                } else {
+                    rampart_firewall::EventKind::ProtocolViolation
+                };
+                let rt = connection.shared.runtime.load();
+                crate::firewall::security_event(
+                    &connection.shared,
+                    &rt.firewall,
+                    &connection.info,
+                    crate::firewall::Event {
+                        kind,
+                        reason: status.as_str(),
+                        detail,
+                        request_id: None,
+                    },
+                );
                 let _ = write_plain_error(&wire, status).await;
                 lingering_close(&wire).await;
                 return;

@@ -46,6 +46,30 @@ pub use crate::phase::{ConnInfo, ConnectionGuard, Phases, Rejection, RequestGuar
 pub use crate::runtime::Runtime;
 
 /// State shared by every connection task.
+/// A ban, for the admin API and the CLI.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct BanView {
+    pub ip: String,
+    /// The scenario that triggered it, or `manual`.
+    pub reason: String,
+    pub offence: u32,
+    pub ttl_seconds: u64,
+    pub remaining_seconds: u64,
+}
+
+impl BanView {
+    fn of(ban: &rampart_firewall::Ban, now: Instant) -> Self {
+        let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        BanView {
+            ip: ban.ip.to_string(),
+            reason: ban.reason.clone(),
+            offence: ban.offence,
+            ttl_seconds: secs(ban.ttl()),
+            remaining_seconds: secs(ban.remaining(now)),
+        }
+    }
+}
+
 pub struct Shared {
     /// The current runtime, for the control plane and threads off the data plane.
     pub runtime: ArcSwap<Runtime>,
@@ -54,6 +78,9 @@ pub struct Shared {
     worker_runtimes: Box<[WorkerSlot]>,
     pub metrics: Arc<Metrics>,
     pub access_log: ArcSwap<AccessLogger>,
+    pub security_log: ArcSwap<firewall::SecurityLogger>,
+    /// Bans in force; outlive reloads.
+    pub bans: Arc<rampart_firewall::BanTable>,
     pub registry: upstream::Registry,
     pub sticky: StickySigner,
     pub request_ids: proxy::RequestIds,
@@ -76,6 +103,43 @@ impl std::ops::Deref for WorkerRuntime {
 struct WorkerSlot(ArcSwap<WorkerRuntime>);
 
 impl Shared {
+    /// Called for every new ban: updates the gauge (and, with kernel enforcement, the
+    /// nftables ban set).
+    pub fn ban_placed(&self, _ban: &rampart_firewall::Ban) {
+        self.metrics
+            .bans_active
+            .set(self.bans.list(Instant::now()).len() as i64);
+    }
+
+    /// Drops expired bans (logging each) and updates the gauge.
+    pub fn expire_bans(&self) {
+        let now = Instant::now();
+        let rt = self.runtime.load();
+        let policy = rt
+            .firewall
+            .detector
+            .as_ref()
+            .map(|d| d.policy)
+            .unwrap_or_default();
+        let expired = self.bans.expire(now, &policy);
+        if !expired.is_empty() {
+            let log = self.security_log.load();
+            for ban in &expired {
+                tracing::info!(client = %ban.ip, scenario = %ban.reason, "ban expired");
+                if log.enabled() {
+                    let mut record =
+                        firewall::SecurityRecord::new("ban_expired", ban.ip, "expired");
+                    record.scenario = Some(ban.reason.clone());
+                    record.offence = Some(ban.offence);
+                    log.log(record);
+                }
+            }
+        }
+        self.metrics
+            .bans_active
+            .set(self.bans.list(now).len() as i64);
+    }
+
     /// The runtime a new request uses.
     pub fn request_runtime(&self) -> Arc<WorkerRuntime> {
         match workers::current().and_then(|w| self.worker_runtimes.get(w)) {
@@ -249,6 +313,8 @@ impl Proxy {
             .map_err(ReloadError::Files)?;
         let access_log = build_access_log(&snapshot.observability.access_log, &metrics)
             .map_err(|e| ReloadError::Files(vec![e]))?;
+        let security_log = build_security_log(&snapshot.observability.security_log, &metrics)
+            .map_err(|e| ReloadError::Files(vec![e]))?;
         let runtime = Arc::new(runtime);
         let shared = Arc::new(Shared {
             worker_runtimes: (0..workers.len())
@@ -257,6 +323,8 @@ impl Proxy {
             runtime: ArcSwap::new(runtime),
             metrics: metrics.clone(),
             access_log: ArcSwap::from_pointee(access_log),
+            security_log: ArcSwap::from_pointee(security_log),
+            bans: Arc::new(rampart_firewall::BanTable::new()),
             registry,
             sticky: StickySigner::new(&secret),
             request_ids: proxy::RequestIds::new(),
@@ -411,6 +479,12 @@ impl Proxy {
                 return Err(e);
             }
         };
+        if snapshot.observability.security_log != previous.snapshot.observability.security_log {
+            match build_security_log(&snapshot.observability.security_log, &self.shared.metrics) {
+                Ok(logger) => self.shared.security_log.store(Arc::new(logger)),
+                Err(e) => tracing::error!(error = %e, "security log unchanged"),
+            }
+        }
         if snapshot.observability.access_log != previous.snapshot.observability.access_log {
             match build_access_log(&snapshot.observability.access_log, &self.shared.metrics) {
                 Ok(logger) => self.shared.access_log.store(Arc::new(logger)),
@@ -687,6 +761,16 @@ impl Proxy {
                 }
             }));
         }
+        // Bans: expire them on time.
+        let weak = Arc::downgrade(self);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let Some(proxy) = weak.upgrade() else { return };
+                proxy.shared.expire_bans();
+            }
+        }));
         // IP set files: a change rebuilds the runtime from the current snapshot.
         let weak = Arc::downgrade(self);
         tasks.push(tokio::spawn(async move {
@@ -797,6 +881,61 @@ impl Proxy {
         if self.reload_from_file().await.is_err() {
             self.control.lock().await.last_failed_hash = Some(hash);
         }
+    }
+
+    /// Bans in force.
+    pub fn bans(&self) -> Vec<BanView> {
+        let now = Instant::now();
+        self.shared
+            .bans
+            .list(now)
+            .iter()
+            .map(|b| BanView::of(b, now))
+            .collect()
+    }
+
+    /// Bans `ip` for `ttl` by hand; refused for allow-listed addresses.
+    pub fn ban(&self, ip: std::net::IpAddr, ttl: Duration) -> Result<BanView, String> {
+        let now = Instant::now();
+        let rt = self.shared.runtime.load_full();
+        let ban = match &rt.firewall.detector {
+            Some(detector) => detector
+                .manual_ban(&self.shared.bans, ip, ttl, now)
+                .map_err(|e| e.to_string())?,
+            None => {
+                let flat = rampart_firewall::BanPolicy {
+                    factor: 1,
+                    max_ban: ttl,
+                    ..Default::default()
+                };
+                self.shared.bans.ban(ip, ttl, "manual", &flat, now)
+            }
+        };
+        tracing::warn!(client = %ban.ip, ttl_s = ttl.as_secs(), "source banned by hand");
+        let log = self.shared.security_log.load();
+        if log.enabled() {
+            let mut record = firewall::SecurityRecord::new("ban", ban.ip, "banned");
+            record.scenario = Some(ban.reason.clone());
+            record.ban_seconds = Some(ban.ttl().as_secs());
+            log.log(record);
+        }
+        self.shared.ban_placed(&ban);
+        Ok(BanView::of(&ban, now))
+    }
+
+    /// Lifts the ban on `ip`; `None` when there was none.
+    pub fn unban(&self, ip: std::net::IpAddr) -> Option<BanView> {
+        let now = Instant::now();
+        let ban = self.shared.bans.unban(ip)?;
+        tracing::warn!(client = %ban.ip, "ban lifted by hand");
+        let log = self.shared.security_log.load();
+        if log.enabled() {
+            let mut record = firewall::SecurityRecord::new("unban", ban.ip, "unbanned");
+            record.scenario = Some(ban.reason.clone());
+            log.log(record);
+        }
+        self.shared.expire_bans();
+        Some(BanView::of(&ban, now))
     }
 
     /// Pools and backends with health and counters.
@@ -927,16 +1066,33 @@ fn inherited_sockets() -> Vec<InheritedSocket> {
 }
 
 fn build_access_log(config: &AccessLog, metrics: &Arc<Metrics>) -> Result<AccessLogger, String> {
+    build_json_log("access-log", config, metrics.access_log_dropped.clone())
+}
+
+fn build_security_log(
+    config: &AccessLog,
+    metrics: &Arc<Metrics>,
+) -> Result<firewall::SecurityLogger, String> {
+    build_json_log("security-log", config, metrics.security_log_dropped.clone())
+}
+
+fn build_json_log<T: serde::Serialize + Send + 'static>(
+    name: &str,
+    config: &AccessLog,
+    dropped: prometheus_client::metrics::counter::Counter,
+) -> Result<accesslog::JsonLines<T>, String> {
     Ok(match config {
-        AccessLog::Off => AccessLogger::off(metrics.clone()),
-        AccessLog::Stdout => AccessLogger::start(Box::new(std::io::stdout()), metrics.clone()),
+        AccessLog::Off => accesslog::JsonLines::off(dropped),
+        AccessLog::Stdout => {
+            accesslog::JsonLines::start(name, Box::new(std::io::stdout()), dropped)
+        }
         AccessLog::File(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| format!("cannot open access log {}: {e}", path.display()))?;
-            AccessLogger::start(Box::new(file), metrics.clone())
+                .map_err(|e| format!("cannot open {name} {}: {e}", path.display()))?;
+            accesslog::JsonLines::start(name, Box::new(file), dropped)
         }
     })
 }

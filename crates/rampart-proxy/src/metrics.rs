@@ -32,6 +32,21 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabels {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerReasonLabels {
     pub listener: String,
     pub reason: &'static str,
@@ -92,6 +107,12 @@ pub struct Metrics {
     pub config_reloads: Family<OutcomeLabels, Counter>,
     pub certificate_reloads: Family<OutcomeLabels, Counter>,
     pub access_log_dropped: Counter,
+    pub firewall_blocks: Family<ReasonLabels, Counter>,
+    pub rate_limited: Family<NameLabels, Counter>,
+    pub security_events: Family<KindLabels, Counter>,
+    pub scenario_triggers: Family<NameLabels, Counter>,
+    pub bans_active: Gauge,
+    pub security_log_dropped: Counter,
 }
 
 impl Metrics {
@@ -118,6 +139,12 @@ impl Metrics {
             config_reloads: Family::default(),
             certificate_reloads: Family::default(),
             access_log_dropped: Counter::default(),
+            firewall_blocks: Family::default(),
+            rate_limited: Family::default(),
+            security_events: Family::default(),
+            scenario_triggers: Family::default(),
+            bans_active: Gauge::default(),
+            security_log_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -219,6 +246,36 @@ impl Metrics {
             "rampart_access_log_dropped",
             "Access log lines dropped because the writer fell behind",
             m.access_log_dropped.clone(),
+        );
+        registry.register(
+            "rampart_firewall_blocks",
+            "Connections and requests refused by the firewall, by reason (acl, zone_acl, banned, connection_rate, zone_policy, rate_limit, content filter reasons)",
+            m.firewall_blocks.clone(),
+        );
+        registry.register(
+            "rampart_firewall_rate_limited",
+            "Requests refused with 429, by rate limit",
+            m.rate_limited.clone(),
+        );
+        registry.register(
+            "rampart_security_events",
+            "Security events fed to intrusion prevention, by kind",
+            m.security_events.clone(),
+        );
+        registry.register(
+            "rampart_ips_scenario_triggers",
+            "Intrusion-prevention scenarios that overflowed and banned a source, by scenario",
+            m.scenario_triggers.clone(),
+        );
+        registry.register(
+            "rampart_ips_bans_active",
+            "Source addresses banned right now",
+            m.bans_active.clone(),
+        );
+        registry.register(
+            "rampart_security_log_dropped",
+            "Security log lines dropped because the writer fell behind",
+            m.security_log_dropped.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

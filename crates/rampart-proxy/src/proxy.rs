@@ -88,6 +88,8 @@ struct Outcome {
     upstream_time: Option<Duration>,
     error: Option<&'static str>,
     rate_headers: Option<crate::firewall::RateHeaders>,
+    /// The firewall answered (its event is already recorded).
+    firewall_refused: bool,
 }
 
 /// What every request on one client connection shares. Requests clone this per-connection
@@ -130,7 +132,25 @@ pub async fn handle(
         upstream_time: None,
         error: None,
         rate_headers: None,
+        firewall_refused: false,
     };
+    if let Some(detector) = &rt.firewall.detector
+        && detector.watches(rampart_firewall::EventKind::ScannerUserAgent)
+        && let Some(agent) = req.headers().get(header::USER_AGENT)
+        && rampart_firewall::is_scanner_agent(agent.as_bytes())
+    {
+        crate::firewall::security_event(
+            shared,
+            &rt.firewall,
+            conn,
+            crate::firewall::Event {
+                kind: rampart_firewall::EventKind::ScannerUserAgent,
+                reason: "",
+                detail: &String::from_utf8_lossy(agent.as_bytes()),
+                request_id: Some(&outcome.request_id),
+            },
+        );
+    }
     let listener_limits = rt
         .listeners
         .get(&*conn.listener)
@@ -156,6 +176,27 @@ pub async fn handle(
             error_response(&e)
         }
     };
+    let status = response.status().as_u16();
+    if (400..500).contains(&status) && !outcome.firewall_refused {
+        use rampart_firewall::EventKind;
+        let kind = match (status, outcome.backend.is_some()) {
+            (404, _) => EventKind::NotFound,
+            (401 | 403, true) => EventKind::AuthFailure,
+            (400 | 408 | 413 | 414 | 431, false) => EventKind::ProtocolViolation,
+            _ => EventKind::ClientError,
+        };
+        crate::firewall::security_event(
+            shared,
+            &rt.firewall,
+            conn,
+            crate::firewall::Event {
+                kind,
+                reason: outcome.error.unwrap_or(""),
+                detail: "",
+                request_id: Some(&outcome.request_id),
+            },
+        );
+    }
     if let Some(route) = outcome.route {
         crate::firewall::apply_to_response(
             response.headers_mut(),
@@ -397,7 +438,29 @@ async fn proxy(
         Ok(rate) => outcome.rate_headers = rate,
         Err(refusal) => {
             tracing::debug!(request_id = ?outcome.request_id, client = %conn.client, reason = refusal.reason, detail = %refusal.detail, "request refused by the firewall");
+            crate::firewall::count_block(shared, refusal.reason);
+            if refusal.reason == "rate_limit" {
+                shared
+                    .metrics
+                    .rate_limited
+                    .get_or_create(&crate::metrics::NameLabels {
+                        name: refusal.rule.clone(),
+                    })
+                    .inc();
+            }
+            crate::firewall::security_event(
+                shared,
+                &rt.firewall,
+                conn,
+                crate::firewall::Event {
+                    kind: crate::firewall::refusal_event(refusal.reason),
+                    reason: &refusal.rule,
+                    detail: &refusal.detail,
+                    request_id: Some(&outcome.request_id),
+                },
+            );
             outcome.error = Some(refusal.reason);
+            outcome.firewall_refused = true;
             return Ok(refusal.into_response());
         }
     }

@@ -330,22 +330,6 @@ pub async fn accept_loop(
                 },
             };
             let zone = firewall.classify(&name, &listener_zone, client.ip());
-            if let Err(reason) =
-                firewall.admit_connection(&name, &zone, client.ip(), std::time::Instant::now())
-            {
-                tracing::debug!(listener = %name, %client, %zone, reason, "connection refused by the firewall");
-                shared
-                    .metrics
-                    .connections_rejected
-                    .get_or_create(&crate::metrics::ListenerReasonLabels {
-                        listener: name.to_string(),
-                        reason,
-                    })
-                    .inc();
-                drop(guard);
-                return;
-            }
-            drop(firewall);
             let client_value = http::HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
             let info = Arc::new(ConnInfo {
@@ -356,6 +340,42 @@ pub async fn accept_loop(
                 local,
                 tls,
             });
+            let now = std::time::Instant::now();
+            let refused = if shared.bans.banned(client.ip(), now).is_some() {
+                Some("banned")
+            } else {
+                firewall
+                    .admit_connection(&info.listener, &info.zone, client.ip(), now)
+                    .err()
+            };
+            if let Some(reason) = refused {
+                tracing::debug!(listener = %info.listener, %client, zone = %info.zone, reason, "connection refused by the firewall");
+                shared
+                    .metrics
+                    .connections_rejected
+                    .get_or_create(&crate::metrics::ListenerReasonLabels {
+                        listener: info.listener.to_string(),
+                        reason,
+                    })
+                    .inc();
+                crate::firewall::count_block(&shared, reason);
+                if reason != "banned" {
+                    crate::firewall::security_event(
+                        &shared,
+                        &firewall,
+                        &info,
+                        crate::firewall::Event {
+                            kind: crate::firewall::refusal_event(reason),
+                            reason,
+                            detail: "refused at accept",
+                            request_id: None,
+                        },
+                    );
+                }
+                drop(guard);
+                return;
+            }
+            drop(firewall);
             if shared
                 .phases
                 .connection

@@ -438,3 +438,143 @@ access_log = "off"
     assert_eq!(r.header("x-powered-by"), None);
     assert_eq!(r.header("x-backend").as_deref(), Some("b"));
 }
+
+#[tokio::test]
+async fn a_404_scan_bans_the_source_and_repeat_offences_ban_longer() {
+    let backend = TestBackend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("security.log");
+    let config = format!(
+        r#"
+[[listeners]]
+name = "web"
+address = "127.0.0.1:0"
+
+[[pools]]
+name = "p"
+backends = [{{ address = "{b}" }}]
+
+[[routes]]
+name = "all"
+pool = "p"
+
+[firewall.ips]
+allow = ["127.0.0.9"]
+
+[[firewall.ips.scenarios]]
+name = "http-404-scan"
+events = ["not_found"]
+capacity = 5
+leak = "10s"
+ban = "1s"
+
+[observability]
+access_log = "off"
+security_log = "{log}"
+"#,
+        b = backend.addr,
+        log = log_path.display()
+    );
+    let (proxy, addr) = start_proxy(&config).await;
+    let scan = |source: &'static str| async move { status_from(source, addr, "/status/404").await };
+
+    // Five 404s fill the bucket; the sixth overflows it and bans the source.
+    for _ in 0..5 {
+        assert_eq!(scan("127.0.0.1").await, Ok(404));
+    }
+    assert_eq!(scan("127.0.0.1").await, Ok(404));
+    let banned_at = Instant::now();
+    // Banned at once: the next connection is closed unanswered, other sources are served.
+    assert!(status_from("127.0.0.1", addr, "/").await.is_err());
+    assert!(banned_at.elapsed() < Duration::from_secs(1));
+    assert_eq!(status_from("127.0.0.2", addr, "/").await, Ok(200));
+    let bans = proxy.bans();
+    assert_eq!(bans.len(), 1);
+    assert_eq!(
+        (bans[0].ip.as_str(), bans[0].ttl_seconds, bans[0].offence),
+        ("127.0.0.1", 1, 1)
+    );
+
+    // The ban ends after its TTL.
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(banned_at.elapsed())).await;
+    let mut served = false;
+    for _ in 0..20 {
+        if status_from("127.0.0.1", addr, "/").await == Ok(200) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(served, "still refused after the ban's TTL");
+    assert!(banned_at.elapsed() < Duration::from_millis(1600));
+
+    // The bucket has barely leaked: the next 404 is a second offence, banned twice as long.
+    assert_eq!(scan("127.0.0.1").await, Ok(404));
+    let bans = proxy.bans();
+    assert_eq!(
+        (bans.len(), bans[0].ttl_seconds, bans[0].offence),
+        (1, 2, 2)
+    );
+    assert!(status_from("127.0.0.1", addr, "/").await.is_err());
+
+    // The allow-list is never banned.
+    for _ in 0..20 {
+        assert_eq!(scan("127.0.0.9").await, Ok(404));
+    }
+    assert_eq!(status_from("127.0.0.9", addr, "/").await, Ok(200));
+    assert_eq!(proxy.bans().len(), 1);
+
+    assert_eq!(
+        metric_value(
+            &proxy,
+            "rampart_ips_scenario_triggers_total{name=\"http-404-scan\"}"
+        ),
+        2.0
+    );
+    assert_eq!(metric_value(&proxy, "rampart_ips_bans_active"), 1.0);
+    assert!(metric_value(&proxy, "rampart_security_events_total{kind=\"not_found\"}") >= 27.0);
+    assert!(
+        metric_value(
+            &proxy,
+            "rampart_connections_rejected_total{listener=\"web\",reason=\"banned\"}"
+        ) >= 2.0
+    );
+
+    // One JSON line per event and decision.
+    let mut lines = Vec::new();
+    let complete = wait_for(Duration::from_secs(5), || {
+        lines = std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+            .collect();
+        lines.len() >= 28
+    })
+    .await;
+    assert!(complete, "{} security log lines", lines.len());
+    let bans: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["decision"] == "banned").collect();
+    assert_eq!(bans.len(), 2, "{lines:#?}");
+    assert_eq!(bans[0]["scenario"], "http-404-scan");
+    assert_eq!(
+        (bans[0]["ban_seconds"].as_u64(), bans[0]["offence"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (bans[1]["ban_seconds"].as_u64(), bans[1]["offence"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(bans[0]["event"], "not_found");
+    assert_eq!(bans[0]["client"], "127.0.0.1");
+    assert_eq!(bans[0]["type"], "security");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "ban_expired" && l["client"] == "127.0.0.1")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["decision"] == "allow_listed" && l["client"] == "127.0.0.9")
+    );
+}

@@ -1,5 +1,6 @@
 //! The `rampart` command: run, check, upgrade and demo.
 
+mod ban;
 mod demo;
 mod upgrade;
 
@@ -47,6 +48,14 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Manage bans of the running process (through its admin API).
+    Ban {
+        /// The config of the running process (its [admin] section is used).
+        #[arg(short, long, env = "RAMPART_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ban::BanCommand,
+    },
     /// Validate a config file: print every error with file:line:column, or a one-line summary.
     Check {
         #[arg(short, long)]
@@ -78,6 +87,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { port } => demo::run(port),
+        Command::Ban { config, command } => match config {
+            Some(config) => ban::run(&config, command),
+            None => {
+                eprintln!("rampart ban: --config FILE (or RAMPART_CONFIG) is required");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 

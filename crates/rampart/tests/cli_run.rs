@@ -301,3 +301,111 @@ fn systemd_socket_activation_serves_on_the_handed_over_socket() {
         proc.stderr()
     );
 }
+
+fn rampart(args: &[&str], cfg: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .env_remove("RAMPART_CONFIG")
+        .output()
+        .expect("run rampart");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn ban_commands_manage_bans_of_the_running_process() {
+    let backend = start_backend("ok\n");
+    let listen = free_port();
+    let admin = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("admin.token"),
+        "cli-test-token-0123456789\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("rampart.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:{listen}\"\n\
+             [[pools]]\nname = \"p\"\nbackends = [{{ address = \"127.0.0.1:{backend}\" }}]\n\
+             [[routes]]\nname = \"all\"\npool = \"p\"\n\
+             [firewall.ips]\nallow = [\"127.0.0.9\"]\n\
+             [admin]\naddress = \"127.0.0.1:{admin}\"\ntoken_file = \"admin.token\"\n\
+             [observability]\naccess_log = \"off\"\nsecurity_log = \"off\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
+    cmd.args(["run", "--config"])
+        .arg(&cfg)
+        .env_remove("RAMPART_CONFIG");
+    let mut proc = Proc::spawn(cmd);
+    assert!(
+        poll(listen, "/", Duration::from_secs(10), |(s, _)| *s == 200).is_some(),
+        "not serving; stderr:\n{}",
+        proc.stderr()
+    );
+
+    let (ok, out, err) = rampart(&["ban", "add", "127.0.0.1", "--ttl", "10m"], &cfg);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "banned 127.0.0.1 for 600 s\n");
+    assert_eq!(get(listen, "/"), None, "a banned client is refused");
+    let (ok, out, _) = rampart(&["ban", "list"], &cfg);
+    assert!(ok);
+    assert!(
+        out.contains("127.0.0.1") && out.contains("manual") && out.ends_with("1 ban(s)\n"),
+        "{out}"
+    );
+
+    let (ok, out, err) = rampart(&["ban", "add", "127.0.0.9"], &cfg);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("127.0.0.9 is on the allow-list and is never banned"),
+        "{err}"
+    );
+    let (ok, _, err) = rampart(&["ban", "add", "127.0.0.2", "--ttl", "forever"], &cfg);
+    assert!(!ok);
+    assert!(err.contains("ttl:"), "{err}");
+    let (ok, _, err) = rampart(&["ban", "add", "not-an-ip"], &cfg);
+    assert!(!ok);
+    assert!(err.contains("invalid value 'not-an-ip'"), "{err}");
+
+    let (ok, out, err) = rampart(&["ban", "del", "127.0.0.1"], &cfg);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out, "lifted the ban on 127.0.0.1\n");
+    assert_eq!(get(listen, "/").map(|a| a.0), Some(200));
+    let (ok, _, err) = rampart(&["ban", "del", "127.0.0.1"], &cfg);
+    assert!(!ok);
+    assert!(err.contains("127.0.0.1 is not banned"), "{err}");
+
+    proc.signal("TERM");
+    assert!(proc.wait_exit(Duration::from_secs(10)).is_some());
+
+    // Nothing running: the error says where it looked.
+    let (ok, _, err) = rampart(&["ban", "list"], &cfg);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("admin API at 127.0.0.1:{admin}")),
+        "{err}"
+    );
+    // A config without [admin] says so.
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(
+        &bare,
+        format!(
+            "[[listeners]]\nname = \"web\"\naddress = \"127.0.0.1:{listen}\"\n\
+             [[pools]]\nname = \"p\"\nbackends = [{{ address = \"127.0.0.1:{backend}\" }}]\n\
+             [[routes]]\nname = \"all\"\npool = \"p\"\n"
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = rampart(&["ban", "list"], &bare);
+    assert!(!ok);
+    assert!(err.contains("has no [admin] section"), "{err}");
+}
