@@ -28,6 +28,20 @@ pub struct Firewall {
     pub rate_limits: Vec<RateLimitSpec>,
     /// Intrusion prevention; `None` when `[firewall.ips]` is absent.
     pub ips: Option<Ips>,
+    /// Kernel enforcement; `None` unless `[firewall.nftables] enabled = true`.
+    pub nftables: Option<Nftables>,
+}
+
+/// `[firewall.nftables]`: Rampart's own nftables table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nftables {
+    /// Table name (family `inet`); Rampart never touches another.
+    pub table: String,
+    pub reconcile_interval: Duration,
+    /// Drop banned sources' traffic to every port, not only Rampart's listeners.
+    pub ban_all_traffic: bool,
+    /// The `nft` program.
+    pub nft: PathBuf,
 }
 
 /// `[firewall.ips]`: scenarios, ban escalation and the allow-list.
@@ -431,6 +445,10 @@ pub(crate) fn build_firewall(
         .ips
         .as_ref()
         .map(|i| build_ips(ctx, &path.key("ips"), i, &known_sets));
+    let nftables = raw
+        .nftables
+        .as_ref()
+        .and_then(|n| build_nftables(ctx, &path.key("nftables"), n));
     Firewall {
         ip_sets,
         zones,
@@ -438,7 +456,36 @@ pub(crate) fn build_firewall(
         acls,
         rate_limits,
         ips,
+        nftables,
     }
+}
+
+fn build_nftables(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawNftables) -> Option<Nftables> {
+    let table = raw.table.clone().unwrap_or_else(|| "rampart".into());
+    let valid = table.len() <= 32
+        && table.starts_with(|c: char| c.is_ascii_alphabetic())
+        && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        ctx.error(
+            &path.key("table"),
+            format!("invalid nftables table name \"{table}\": a letter, then up to 31 letters, digits or _"),
+        );
+    }
+    let reconcile_interval = ctx.duration(
+        &path.key("reconcile_interval"),
+        &raw.reconcile_interval,
+        Duration::from_secs(10),
+    );
+    let nft = PathBuf::from(raw.nft.clone().unwrap_or_else(|| "nft".into()));
+    if raw.nft.as_deref() == Some("") {
+        ctx.error(&path.key("nft"), "empty; the nft program's name or path");
+    }
+    raw.enabled.unwrap_or(false).then_some(Nftables {
+        table,
+        reconcile_interval,
+        ban_all_traffic: raw.ban_all_traffic.unwrap_or(false),
+        nft,
+    })
 }
 
 fn build_ips(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawIps, sets: &HashSet<String>) -> Ips {

@@ -141,6 +141,16 @@ pub struct RawFirewall {
     #[serde(default)]
     pub rate_limits: Vec<RawRateLimit>,
     pub ips: Option<RawIps>,
+    pub nftables: Option<RawNftables>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawNftables {
+    pub enabled: Option<bool>,
+    pub table: Option<String>,
+    pub reconcile_interval: Option<String>,
+    pub ban_all_traffic: Option<bool>,
+    pub nft: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

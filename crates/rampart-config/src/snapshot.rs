@@ -7,8 +7,8 @@ use std::time::Duration;
 use regex::Regex;
 
 pub use crate::firewall::{
-    AclSpec, BUILTIN_ZONES, DenyOn, DenyRule, Firewall, IpSetSpec, Ips, PolicyRule, RateKey,
-    RateLimitSpec, RouteFilter, SourceRef, Zone,
+    AclSpec, BUILTIN_ZONES, DenyOn, DenyRule, Firewall, IpSetSpec, Ips, Nftables, PolicyRule,
+    RateKey, RateLimitSpec, RouteFilter, SourceRef, Zone,
 };
 
 /// A validated configuration. Built only by [`crate::load_str`] / [`crate::load_file`];

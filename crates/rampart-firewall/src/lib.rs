@@ -12,6 +12,8 @@
 //!   in key tables of bounded size, with the IETF `RateLimit` header fields.
 //! - [`content`]: per-route content filtering (methods, content types, sizes, deny patterns,
 //!   blocked extensions).
+//! - [`nft`]: the kernel side, Rampart's nftables table (ban sets with timeouts, zone
+//!   segmentation of listener ports) rendered as one script applied in one transaction.
 //! - [`ips`]: intrusion prevention: security events feed leaky-bucket scenarios per source; an
 //!   overflow bans the source, longer for repeat offenders; an allow-list is never banned.
 
@@ -19,6 +21,7 @@ pub mod acl;
 pub mod content;
 pub mod ips;
 pub mod ipset;
+pub mod nft;
 pub mod ratelimit;
 pub mod zones;
 

@@ -507,6 +507,11 @@ impl FirewallRuntime {
         Ok(())
     }
 
+    /// Source networks of a zone that has some (for kernel segmentation).
+    pub fn zone_sources(&self, zone: &str) -> Option<&fw::ZoneSources> {
+        self.zones.sources(zone).filter(|s| !s.is_empty())
+    }
+
     /// May a connection from `zone` be relayed to `pool` (layer 4)?
     pub fn allows_pool(&self, zone: &str, pool: &str) -> bool {
         self.policy.allows_pool(zone, pool)

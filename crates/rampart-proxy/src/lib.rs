@@ -16,6 +16,7 @@ pub mod h1client;
 pub mod h1server;
 pub mod headers;
 pub mod health;
+pub mod kernel;
 pub mod l4;
 pub mod metrics;
 pub mod phase;
@@ -81,6 +82,8 @@ pub struct Shared {
     pub security_log: ArcSwap<firewall::SecurityLogger>,
     /// Bans in force; outlive reloads.
     pub bans: Arc<rampart_firewall::BanTable>,
+    /// Changes for the nftables reconciler, when kernel enforcement is on.
+    kernel: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<kernel::KernelOp>>,
     pub registry: upstream::Registry,
     pub sticky: StickySigner,
     pub request_ids: proxy::RequestIds,
@@ -105,7 +108,10 @@ struct WorkerSlot(ArcSwap<WorkerRuntime>);
 impl Shared {
     /// Called for every new ban: updates the gauge (and, with kernel enforcement, the
     /// nftables ban set).
-    pub fn ban_placed(&self, _ban: &rampart_firewall::Ban) {
+    pub fn ban_placed(&self, ban: &rampart_firewall::Ban) {
+        if let Some(tx) = self.kernel.get() {
+            let _ = tx.send(kernel::KernelOp::Ban(ban.ip, ban.remaining(Instant::now())));
+        }
         self.metrics
             .bans_active
             .set(self.bans.list(Instant::now()).len() as i64);
@@ -174,6 +180,8 @@ pub enum ReloadError {
     NoConfigFile,
     #[error("cannot start the worker threads: {0}")]
     Workers(std::io::Error),
+    #[error("{0}")]
+    Kernel(String),
 }
 
 /// Status of one backend, for the admin API.
@@ -268,6 +276,8 @@ pub struct Proxy {
     inherited: Mutex<Vec<InheritedSocket>>,
     /// The admin and metrics sockets, to hand over to a new process.
     service_sockets: Mutex<Vec<(SocketRole, std::net::TcpListener)>>,
+    /// Set after handing over to a new process: the nftables table is now its.
+    kernel_handed_over: std::sync::atomic::AtomicBool,
 }
 
 impl Proxy {
@@ -302,6 +312,9 @@ impl Proxy {
             None => rand::random::<[u8; 32]>().to_vec(),
         };
         let snapshot = Arc::new(snapshot);
+        if let Some(k) = &snapshot.firewall.nftables {
+            kernel::check_nft(k).map_err(ReloadError::Kernel)?;
+        }
         let threads = match snapshot.runtime.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -325,6 +338,7 @@ impl Proxy {
             access_log: ArcSwap::from_pointee(access_log),
             security_log: ArcSwap::from_pointee(security_log),
             bans: Arc::new(rampart_firewall::BanTable::new()),
+            kernel: std::sync::OnceLock::new(),
             registry,
             sticky: StickySigner::new(&secret),
             request_ids: proxy::RequestIds::new(),
@@ -351,6 +365,7 @@ impl Proxy {
             workers,
             inherited: Mutex::new(inherited),
             service_sockets: Mutex::new(Vec::new()),
+            kernel_handed_over: std::sync::atomic::AtomicBool::new(false),
         });
         {
             let mut control = proxy.control.lock().await;
@@ -376,8 +391,148 @@ impl Proxy {
             let task = tokio::spawn(metrics_server(listener, metrics.clone()));
             *proxy.metrics_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
+        proxy.start_kernel().await?;
         proxy.spawn_background();
         Ok(proxy)
+    }
+
+    /// The nftables table this process wants now, when kernel enforcement is on.
+    pub fn kernel_plan(&self) -> Option<rampart_firewall::nft::KernelPlan> {
+        let rt = self.shared.runtime.load_full();
+        let settings = rt.snapshot.firewall.nftables.as_ref()?;
+        let bound = |name: &str| self.listener_addr(name);
+        Some(kernel::plan(
+            &rt.snapshot,
+            &rt.firewall,
+            settings,
+            &bound,
+            &kernel::ban_times(&self.shared.bans, Instant::now()),
+        ))
+    }
+
+    /// Applies the whole table now.
+    async fn kernel_apply(&self) -> Result<(), String> {
+        let rt = self.shared.runtime.load_full();
+        let Some((nft_bin, table, _)) = kernel::settings(&rt.snapshot) else {
+            return Ok(());
+        };
+        let Some(plan) = self.kernel_plan() else {
+            return Ok(());
+        };
+        let script = rampart_firewall::nft::render(&plan);
+        let result = tokio::task::spawn_blocking(move || kernel::run_nft(&nft_bin, &script))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+            .map_err(|e| format!("applying nftables table \"{table}\": {e}"));
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        self.shared
+            .metrics
+            .kernel_applies
+            .get_or_create(&metrics::OutcomeLabels { outcome })
+            .inc();
+        result
+    }
+
+    /// Kernel enforcement at start: takes over bans a replaced process left in the table,
+    /// applies the table (an error stops the start), and runs the reconciler.
+    async fn start_kernel(self: &Arc<Self>) -> Result<(), ReloadError> {
+        let rt = self.shared.runtime.load_full();
+        let Some((nft_bin, table, interval)) = kernel::settings(&rt.snapshot) else {
+            return Ok(());
+        };
+        let kept = {
+            let (bin, table) = (nft_bin.clone(), table.clone());
+            tokio::task::spawn_blocking(move || kernel::existing_bans(&bin, &table))
+                .await
+                .unwrap_or_default()
+        };
+        let now = Instant::now();
+        let flat = rampart_firewall::BanPolicy {
+            factor: 1,
+            ..Default::default()
+        };
+        for (ip, left) in kept {
+            self.shared.bans.ban(ip, left, "inherited", &flat, now);
+        }
+        self.kernel_apply().await.map_err(ReloadError::Kernel)?;
+        tracing::info!(table = %table, "nftables table applied");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = self.shared.kernel.set(tx);
+        let weak = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.tick().await;
+            loop {
+                let op = tokio::select! {
+                    op = rx.recv() => match op {
+                        Some(op) => Some(op),
+                        None => return,
+                    },
+                    _ = tick.tick() => None,
+                };
+                let Some(proxy) = weak.upgrade() else { return };
+                let rt = proxy.shared.runtime.load_full();
+                let Some((nft_bin, table, _)) = kernel::settings(&rt.snapshot) else {
+                    continue;
+                };
+                let single = match &op {
+                    Some(kernel::KernelOp::Ban(ip, left)) => {
+                        Some((rampart_firewall::nft::add_ban(&table, *ip, *left), true))
+                    }
+                    Some(kernel::KernelOp::Unban(ip)) => {
+                        // The element may have expired already: not an error.
+                        Some((rampart_firewall::nft::remove_ban(&table, *ip), false))
+                    }
+                    _ => None,
+                };
+                let whole = match single {
+                    Some((script, must)) => {
+                        let bin = nft_bin.clone();
+                        let done =
+                            tokio::task::spawn_blocking(move || kernel::run_nft(&bin, &script))
+                                .await
+                                .unwrap_or_else(|e| Err(e.to_string()));
+                        match done {
+                            Ok(()) => false,
+                            Err(e) if must => {
+                                tracing::warn!(error = %e, "nftables ban update failed; applying the whole table");
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    None if op.is_some() => true,
+                    None => {
+                        let Some(plan) = proxy.kernel_plan() else {
+                            continue;
+                        };
+                        let bin = nft_bin.clone();
+                        let matches =
+                            tokio::task::spawn_blocking(move || kernel::table_matches(&bin, &plan))
+                                .await
+                                .unwrap_or(false);
+                        if !matches {
+                            tracing::warn!(table = %table, "nftables table missing or changed; applying it again");
+                        }
+                        !matches
+                    }
+                };
+                if whole && let Err(e) = proxy.kernel_apply().await {
+                    tracing::error!(error = %e, "nftables table not applied; retrying at the next reconcile");
+                }
+            }
+        });
+        self.background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+        Ok(())
+    }
+
+    /// After handing over to a new process: leave the nftables table to it on exit.
+    pub fn hand_over_kernel_state(&self) {
+        self.kernel_handed_over
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -501,6 +656,9 @@ impl Proxy {
         }
         let next = Arc::new(next);
         self.shared.publish(next.clone());
+        if let Some(tx) = self.shared.kernel.get() {
+            let _ = tx.send(kernel::KernelOp::Reapply);
+        }
         self.commit_listeners(&mut control, prepared).await;
         self.shared.registry.retain(&next.endpoints());
         for task in control.health.drain(..) {
@@ -927,6 +1085,9 @@ impl Proxy {
     pub fn unban(&self, ip: std::net::IpAddr) -> Option<BanView> {
         let now = Instant::now();
         let ban = self.shared.bans.unban(ip)?;
+        if let Some(tx) = self.shared.kernel.get() {
+            let _ = tx.send(kernel::KernelOp::Unban(ban.ip));
+        }
         tracing::warn!(client = %ban.ip, "ban lifted by hand");
         let log = self.shared.security_log.load();
         if log.enabled() {
@@ -1044,6 +1205,19 @@ impl Proxy {
             .drain(..)
         {
             t.abort();
+        }
+        let rt = self.shared.runtime.load_full();
+        if let Some((nft_bin, table, _)) = kernel::settings(&rt.snapshot)
+            && !self
+                .kernel_handed_over
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let script = rampart_firewall::nft::remove_table(&table);
+            match tokio::task::spawn_blocking(move || kernel::run_nft(&nft_bin, &script)).await {
+                Ok(Ok(())) => tracing::info!(table = %table, "nftables table removed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "nftables table not removed"),
+                Err(e) => tracing::error!(error = %e, "nftables table not removed"),
+            }
         }
         self.tracker.active()
     }

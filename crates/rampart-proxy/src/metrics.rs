@@ -113,6 +113,7 @@ pub struct Metrics {
     pub scenario_triggers: Family<NameLabels, Counter>,
     pub bans_active: Gauge,
     pub security_log_dropped: Counter,
+    pub kernel_applies: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -145,6 +146,7 @@ impl Metrics {
             scenario_triggers: Family::default(),
             bans_active: Gauge::default(),
             security_log_dropped: Counter::default(),
+            kernel_applies: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -276,6 +278,11 @@ impl Metrics {
             "rampart_security_log_dropped",
             "Security log lines dropped because the writer fell behind",
             m.security_log_dropped.clone(),
+        );
+        registry.register(
+            "rampart_firewall_kernel_applies",
+            "Whole-table applications of Rampart's nftables table, by outcome",
+            m.kernel_applies.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

@@ -48,6 +48,11 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Kernel firewall: print the nftables table a config gives.
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
     /// Manage bans of the running process (through its admin API).
     Ban {
         /// The config of the running process (its [admin] section is used).
@@ -69,6 +74,15 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum FirewallCommand {
+    /// Print the nftables ruleset (Rampart's table) this config applies, without applying it.
+    Plan {
+        #[arg(short, long, env = "RAMPART_CONFIG")]
+        config: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -87,6 +101,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { port } => demo::run(port),
+        Command::Firewall {
+            command: FirewallCommand::Plan { config },
+        } => firewall_plan(&config),
         Command::Ban { config, command } => match config {
             Some(config) => ban::run(&config, command),
             None => {
@@ -127,6 +144,60 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `rampart firewall plan`: the table the config gives, with empty ban sets.
+fn firewall_plan(path: &Path) -> ExitCode {
+    let snapshot = match rampart_config::load_file(path) {
+        Ok(s) => s,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            return ExitCode::from(1);
+        }
+    };
+    let registry = rampart_proxy::upstream::Registry::new(1);
+    let rt = match rampart_proxy::Runtime::build(
+        Arc::new(snapshot),
+        0,
+        None,
+        &registry,
+        &rampart_proxy::Metrics::new(),
+    ) {
+        Ok(rt) => rt,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", path.display());
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let off = rampart_config::Nftables {
+        table: "rampart".into(),
+        reconcile_interval: std::time::Duration::from_secs(10),
+        ban_all_traffic: false,
+        nft: "nft".into(),
+    };
+    let settings = rt.snapshot.firewall.nftables.clone();
+    if settings.is_none() {
+        eprintln!(
+            "note: kernel enforcement is off in {} ([firewall.nftables] enabled = false); this is the table it would apply",
+            path.display()
+        );
+    }
+    let plan = rampart_proxy::kernel::plan(
+        &rt.snapshot,
+        &rt.firewall,
+        settings.as_ref().unwrap_or(&off),
+        &|_| None,
+        &[],
+    );
+    println!(
+        "# Rampart's nftables table for {}; the running process adds bans to banned4/banned6.",
+        path.display()
+    );
+    print!("{}", rampart_firewall::nft::render(&plan));
+    ExitCode::SUCCESS
 }
 
 /// Called once the proxy is up (the demo prints its banner).
@@ -283,6 +354,7 @@ async fn serve(
             }
             Some(pid) = upgraded.recv() => {
                 tracing::info!(new_pid = pid, "handed over to a new process");
+                proxy.hand_over_kernel_state();
                 break;
             }
         }
