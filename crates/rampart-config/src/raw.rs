@@ -78,6 +78,7 @@ pub struct RawListenerLimits {
     pub max_connections_per_ip: Option<i64>,
     pub max_body: Option<String>,
     pub request_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

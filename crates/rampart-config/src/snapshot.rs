@@ -174,6 +174,9 @@ pub struct ListenerLimits {
     pub max_body: u64,
     /// Total time for one request, from headers received to response headers sent upstream-side.
     pub request_timeout: Duration,
+    /// How long a request body may stall (no byte from the client while the upstream waits
+    /// for more) before the request is answered 408.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ListenerLimits {
@@ -188,6 +191,7 @@ impl Default for ListenerLimits {
             max_connections_per_ip: 0,
             max_body: 10 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }

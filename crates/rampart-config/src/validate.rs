@@ -938,6 +938,11 @@ fn build_limits(
             &raw.request_timeout,
             d.request_timeout,
         ),
+        body_read_timeout: ctx.duration(
+            &path.key("body_read_timeout"),
+            &raw.body_read_timeout,
+            d.body_read_timeout,
+        ),
     }
 }
 

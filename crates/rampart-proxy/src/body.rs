@@ -19,6 +19,13 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// The client sent no body byte for the body read timeout while the upstream waited.
+#[derive(Debug, thiserror::Error)]
+#[error("request body stalled: no data for {after:?}")]
+pub struct BodyStalled {
+    pub after: std::time::Duration,
+}
+
 /// A client's request body: from Rampart's own HTTP/1.1 server or from hyper's HTTP/2 one.
 pub enum ClientBody {
     H1(crate::h1server::H1RequestBody),
@@ -59,19 +66,32 @@ pub struct RequestBody {
     inner: Option<ClientBody>,
     limit: u64,
     seen: u64,
+    /// Milliseconds (kept small: the body travels inside errors and retries).
+    stall_after_ms: u32,
+    stall_armed: bool,
+    /// Armed when the client's body is waited for; made on the first wait only.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl RequestBody {
-    pub fn new(inner: ClientBody, limit: u64) -> Self {
+    /// A client body counted against `limit` bytes, failing with [`BodyStalled`] when the
+    /// client sends nothing for `stall_after` while it is being read.
+    pub fn new(inner: ClientBody, limit: u64, stall_after: std::time::Duration) -> Self {
         RequestBody {
             inner: Some(inner),
             limit,
             seen: 0,
+            stall_after_ms: u32::try_from(stall_after.as_millis()).unwrap_or(u32::MAX),
+            stall: None,
+            stall_armed: false,
         }
     }
 
     pub fn empty() -> Self {
         RequestBody {
+            stall_after_ms: u32::MAX,
+            stall: None,
+            stall_armed: false,
             inner: None,
             limit: 0,
             seen: 0,
@@ -93,6 +113,7 @@ impl Body for RequestBody {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.stall_armed = false;
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     if this.seen > this.limit {
@@ -105,7 +126,23 @@ impl Body for RequestBody {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let after = std::time::Duration::from_millis(u64::from(this.stall_after_ms));
+                let deadline = tokio::time::Instant::now() + after;
+                if !this.stall_armed {
+                    match &mut this.stall {
+                        Some(sleep) => sleep.as_mut().reset(deadline),
+                        None => this.stall = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
+                    this.stall_armed = true;
+                }
+                if let Some(sleep) = &mut this.stall
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Some(Err(Box::new(BodyStalled { after }))));
+                }
+                Poll::Pending
+            }
         }
     }
 

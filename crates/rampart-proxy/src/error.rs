@@ -26,6 +26,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     RequestTimeout,
     ClientBodyError,
+    /// The client's request body stalled for the body read timeout.
+    ClientBodyTimeout,
     RetryBudgetExhausted,
     /// Every backend at its request cap and the pool's queue full.
     QueueFull,
@@ -53,7 +55,7 @@ impl ProxyError {
         use ErrorKind::*;
         match self.kind {
             BadRequest | UriTooLong | HeadersTooLarge | BodyTooLarge | NoRoute
-            | ClientBodyError => Blame::Client,
+            | ClientBodyError | ClientBodyTimeout => Blame::Client,
             NoHealthyBackend | ConnectFailed | ConnectTimeout | UpstreamTls | UpstreamProtocol
             | UpstreamTimeout | RequestTimeout | RetryBudgetExhausted | QueueFull
             | QueueTimeout => Blame::Upstream,
@@ -73,6 +75,7 @@ impl ProxyError {
         use ErrorKind::*;
         match self.kind {
             BadRequest | ClientBodyError => StatusCode::BAD_REQUEST,
+            ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             UriTooLong => StatusCode::URI_TOO_LONG,
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -103,6 +106,7 @@ impl ProxyError {
             UpstreamTimeout => "upstream_timeout",
             RequestTimeout => "request_timeout",
             ClientBodyError => "client_body_error",
+            ClientBodyTimeout => "client_body_timeout",
             RetryBudgetExhausted => "retry_budget_exhausted",
             QueueFull => "queue_full",
             QueueTimeout => "queue_timeout",

@@ -593,6 +593,9 @@ fn client_body_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
         if let Some(t) = s.downcast_ref::<BodyTooLarge>() {
             return ProxyError::new(ErrorKind::BodyTooLarge, t.to_string());
         }
+        if let Some(t) = s.downcast_ref::<crate::body::BodyStalled>() {
+            return ProxyError::new(ErrorKind::ClientBodyTimeout, t.to_string());
+        }
         source = s.source();
     }
     ProxyError::new(ErrorKind::ClientBodyError, format!("client body: {e}"))

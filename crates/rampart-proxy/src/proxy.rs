@@ -182,7 +182,8 @@ pub async fn handle(
         let kind = match (status, outcome.backend.is_some()) {
             (404, _) => EventKind::NotFound,
             (401 | 403, true) => EventKind::AuthFailure,
-            (400 | 408 | 413 | 414 | 431, false) => EventKind::ProtocolViolation,
+            (408, _) => EventKind::SlowClient,
+            (400 | 413 | 414 | 431, false) => EventKind::ProtocolViolation,
             _ => EventKind::ClientError,
         };
         crate::firewall::security_event(
@@ -524,7 +525,7 @@ async fn proxy(
     let mut body = Some(if body.is_end_stream() {
         RequestBody::empty()
     } else {
-        RequestBody::new(body, body_limit)
+        RequestBody::new(body, body_limit, limits.body_read_timeout)
     });
     let replayable = body.as_ref().is_some_and(|b| b.is_end_stream());
     let route_timeout = route.timeout;
@@ -949,6 +950,9 @@ fn classify(e: hyper::Error, not_sent: bool) -> ProxyError {
     while let Some(s) = source {
         if let Some(t) = s.downcast_ref::<BodyTooLarge>() {
             return ProxyError::new(ErrorKind::BodyTooLarge, t.to_string());
+        }
+        if let Some(t) = s.downcast_ref::<crate::body::BodyStalled>() {
+            return ProxyError::new(ErrorKind::ClientBodyTimeout, t.to_string());
         }
         source = s.source();
     }

@@ -578,3 +578,90 @@ security_log = "{log}"
             .any(|l| l["decision"] == "allow_listed" && l["client"] == "127.0.0.9")
     );
 }
+
+#[tokio::test]
+async fn stalled_request_bodies_are_answered_408_and_ban_slow_clients() {
+    let backend = TestBackend::start("b").await;
+    let config = format!(
+        r#"
+[[listeners]]
+name = "web"
+address = "127.0.0.1:0"
+limits = {{ body_read_timeout = "300ms", header_read_timeout = "300ms" }}
+
+[[pools]]
+name = "p"
+backends = [{{ address = "{b}" }}]
+
+[[routes]]
+name = "all"
+pool = "p"
+
+[firewall.ips]
+
+[[firewall.ips.scenarios]]
+name = "slow-clients"
+events = ["slow_client"]
+capacity = 1
+leak = "1m"
+ban = "1m"
+
+[observability]
+access_log = "off"
+security_log = "off"
+"#,
+        b = backend.addr
+    );
+    let (proxy, addr) = start_proxy(&config).await;
+    // A body that stops after 10 of 100 bytes: 408 once it has been quiet for 300 ms.
+    let mut s = connect_from("127.0.0.1", addr).await;
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let r = read_raw_response(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 408);
+    assert!(
+        started.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.header("connection").as_deref(), Some("close"));
+    // A body that trickles faster than the timeout is never cut.
+    let mut s = connect_from("127.0.0.2", addr).await;
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    for byte in b"hello" {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.write_all(&[*byte]).await.unwrap();
+    }
+    let r = read_raw_response(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
+    // A head that stalls is a slow client too: the second slow event bans 127.0.0.1.
+    let mut s = connect_from("127.0.0.1", addr).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+    let r = read_raw_response(&mut s, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 408);
+    let bans = proxy.bans();
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(
+        (bans[0].ip.as_str(), bans[0].reason.as_str()),
+        ("127.0.0.1", "slow-clients")
+    );
+    assert!(status_from("127.0.0.1", addr, "/").await.is_err());
+    assert_eq!(status_from("127.0.0.2", addr, "/").await, Ok(200));
+    assert_eq!(
+        metric_value(
+            &proxy,
+            "rampart_security_events_total{kind=\"slow_client\"}"
+        ),
+        2.0
+    );
+}

@@ -41,23 +41,27 @@ fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Four namespaces, deleted on drop.
+/// Four namespaces, deleted on drop. `tag` keeps tests in one process apart.
 struct Topology {
+    tag: char,
     names: Vec<String>,
 }
 
 impl Topology {
     fn ns(&self, role: &str) -> String {
-        format!("rpt{}{role}", std::process::id() % 100_000)
+        format!("rp{}{}{role}", self.tag, std::process::id() % 100_000)
     }
 
-    fn create() -> Topology {
-        let t = Topology { names: Vec::new() };
+    fn create(tag: char) -> Topology {
+        let t = Topology {
+            tag,
+            names: Vec::new(),
+        };
         let names: Vec<String> = ["fw", "pub", "mgmt", "be"]
             .iter()
             .map(|r| t.ns(r))
             .collect();
-        let t = Topology { names };
+        let t = Topology { tag, names };
         for n in &t.names {
             sh(&["ip", "netns", "add", n]);
             sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
@@ -66,7 +70,7 @@ impl Topology {
         for (i, role) in ["pub", "mgmt", "be"].iter().enumerate() {
             let subnet = i + 1;
             let ns = t.ns(role);
-            let outer = format!("v{role}{}", std::process::id() % 10_000);
+            let outer = format!("v{tag}{role}{}", std::process::id() % 1_000);
             let inner = format!("{outer}x");
             sh(&[
                 "ip", "link", "add", &outer, "netns", &fw, "type", "veth", "peer", "name", &inner,
@@ -107,7 +111,8 @@ impl Drop for Topology {
     }
 }
 
-/// A backend in its namespace: 404 for paths starting with /missing, 200 otherwise.
+/// A backend in its namespace: 404 for paths starting with /missing, 200 otherwise. It
+/// reads a request's whole body (Content-Length) before answering, as form handlers do.
 fn start_backend(ns: &str, addr: &'static str) {
     let listener = in_netns(ns, move || TcpListener::bind(addr).expect("bind backend"));
     thread::spawn(move || {
@@ -119,7 +124,18 @@ fn start_backend(ns: &str, addr: &'static str) {
                 loop {
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                        buf.drain(..end + 4);
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + length {
+                            break;
+                        }
+                        buf.drain(..end + 4 + length);
                         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                         let (status, body) = if path.starts_with("/missing") {
                             ("404 Not Found", "missing\n")
@@ -286,7 +302,7 @@ security_log = "{}"
 #[test]
 #[ignore = "needs root, iproute2, nftables and nmap: network namespaces of its own"]
 fn zones_bans_and_kernel_segmentation_across_namespaces() {
-    let topo = Topology::create();
+    let topo = Topology::create('z');
     let (fw, public, mgmt, be) = (
         topo.ns("fw"),
         topo.ns("pub"),
@@ -565,4 +581,149 @@ fn kernel_enforcement_without_nft_refuses_to_start() {
         proc.wait_exit(Duration::from_secs(10))
             .is_some_and(|s| s.success())
     );
+}
+
+/// Runs slowhttptest from namespace `ns` against `url` with `mode` (-H slow headers, -B slow
+/// body) for `seconds`.
+fn slowhttptest(ns: &str, mode: &str, url: &str, seconds: u32) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "slowhttptest", mode])
+        .args(["-c", "300", "-r", "100", "-i", "5", "-x", "10", "-p", "3"])
+        .args(["-l", &seconds.to_string(), "-u", url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("slowhttptest; scripts/test installs it")
+}
+
+/// Latencies of GETs from `ns`, one every 50 ms for `duration`; panics on any non-200.
+fn steady_client(ns: &str, to: &str, duration: Duration) -> Vec<Duration> {
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    while start.elapsed() < duration {
+        let sent = Instant::now();
+        let reply = get(ns, to, "/hello");
+        assert_eq!(
+            reply,
+            Reply::Status(200),
+            "normal client at {:?}",
+            start.elapsed()
+        );
+        latencies.push(sent.elapsed());
+        thread::sleep(Duration::from_millis(50));
+    }
+    latencies.sort();
+    latencies
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn slow_config(security_log: &std::path::Path) -> String {
+    format!(
+        r#"
+[[listeners]]
+name = "web"
+address = "0.0.0.0:8080"
+limits = {{ header_read_timeout = "3s", body_read_timeout = "3s" }}
+
+[[pools]]
+name = "app"
+backends = [{{ address = "10.77.3.2:8000" }}]
+
+[[routes]]
+name = "all"
+pool = "app"
+
+[firewall.ips]
+
+[[firewall.ips.scenarios]]
+name = "slow-clients"
+events = ["slow_client"]
+capacity = 3
+leak = "1m"
+ban = "10m"
+
+[observability]
+access_log = "off"
+security_log = "{}"
+"#,
+        security_log.display()
+    )
+}
+
+#[test]
+#[ignore = "needs root, iproute2 and slowhttptest: network namespaces of its own"]
+fn slowloris_and_slow_bodies_get_the_attacker_banned_while_others_are_served() {
+    let topo = Topology::create('s');
+    let (fw, public, mgmt, be) = (
+        topo.ns("fw"),
+        topo.ns("pub"),
+        topo.ns("mgmt"),
+        topo.ns("be"),
+    );
+    start_backend(&be, "10.77.3.2:8000");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("security.log");
+    let cfg = dir.path().join("rampart.toml");
+    std::fs::write(&cfg, slow_config(&log)).unwrap();
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &fw,
+        env!("CARGO_BIN_EXE_rampart"),
+        "run",
+        "--config",
+    ])
+    .arg(&cfg)
+    .env_remove("RAMPART_CONFIG");
+    let mut proc = Proc::spawn(cmd);
+    let up = wait_for(Duration::from_secs(15), || {
+        get(&mgmt, "10.77.2.1:8080", "/hello") == Reply::Status(200)
+    });
+    assert!(up, "not serving; stderr:\n{}", proc.stderr());
+
+    // The normal client's usual latency.
+    let baseline = steady_client(&mgmt, "10.77.2.1:8080", Duration::from_secs(2));
+    let (base_p50, base_max) = (percentile(&baseline, 0.5), *baseline.last().unwrap());
+
+    // Slowloris from the public network, then slow bodies from the backend's network.
+    for (mode, attacker, target) in [
+        ("-H", &public, "http://10.77.1.1:8080/"),
+        ("-B", &be, "http://10.77.3.1:8080/"),
+    ] {
+        let mut attack = slowhttptest(attacker, mode, target, 12);
+        let during = steady_client(&mgmt, "10.77.2.1:8080", Duration::from_secs(10));
+        let _ = attack.kill();
+        let _ = attack.wait();
+        let (p50, p99) = (percentile(&during, 0.5), percentile(&during, 0.99));
+        assert!(
+            p50 <= base_p50 * 5 + Duration::from_millis(5)
+                && p99 <= base_max * 5 + Duration::from_millis(50),
+            "{mode}: normal client p50 {p50:?} p99 {p99:?}; before the attack p50 {base_p50:?} max {base_max:?}"
+        );
+    }
+
+    // Both attacking sources were banned as slow clients and are refused now.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let banned: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["decision"] == "banned" && v["scenario"] == "slow-clients")
+        .filter_map(|v| v["client"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        banned.contains(&"10.77.1.2".to_string()),
+        "slowloris source not banned: {banned:?}"
+    );
+    assert!(
+        banned.contains(&"10.77.3.2".to_string()),
+        "slow-body source not banned: {banned:?}"
+    );
+    assert_eq!(get(&public, "10.77.1.1:8080", "/hello"), Reply::Closed);
+    assert_eq!(get(&mgmt, "10.77.2.1:8080", "/hello"), Reply::Status(200));
+    proc.signal("TERM");
+    assert!(proc.wait_exit(Duration::from_secs(15)).is_some());
 }
