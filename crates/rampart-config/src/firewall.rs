@@ -30,6 +30,8 @@ pub struct Firewall {
     pub ips: Option<Ips>,
     /// Kernel enforcement; `None` unless `[firewall.nftables] enabled = true`.
     pub nftables: Option<Nftables>,
+    /// Routed traffic allowed between zones, as (from, to) zone names.
+    pub forward: Vec<(String, String)>,
 }
 
 /// `[firewall.nftables]`: Rampart's own nftables table.
@@ -449,6 +451,7 @@ pub(crate) fn build_firewall(
         .nftables
         .as_ref()
         .and_then(|n| build_nftables(ctx, &path.key("nftables"), n));
+    let forward = build_forward(ctx, &path.key("forward"), &raw.forward, &zones);
     Firewall {
         ip_sets,
         zones,
@@ -457,7 +460,66 @@ pub(crate) fn build_firewall(
         rate_limits,
         ips,
         nftables,
+        forward,
     }
+}
+
+/// `[[firewall.forward]]`: `to` zones must have source networks (that is how their traffic is
+/// recognised); a `from` zone without any means every source.
+fn build_forward(
+    ctx: &mut Ctx<'_>,
+    path: &FieldPath,
+    raw: &[RawForwardRule],
+    zones: &[Zone],
+) -> Vec<(String, String)> {
+    let mut known: HashSet<String> = BUILTIN_ZONES.iter().map(|z| z.to_string()).collect();
+    known.extend(zones.iter().map(|z| z.name.clone()));
+    let has_sources = |name: &str| {
+        zones
+            .iter()
+            .any(|z| z.name == name && !z.sources.is_empty())
+    };
+    let mut out = Vec::new();
+    for (i, rule) in raw.iter().enumerate() {
+        let p = path.index(i);
+        if rule.from.is_empty() {
+            ctx.error(
+                &p.key("from"),
+                "a forward rule needs at least one zone to come from",
+            );
+        }
+        if rule.to.is_empty() {
+            ctx.error(
+                &p.key("to"),
+                "a forward rule needs at least one zone to go to",
+            );
+        }
+        for (j, z) in rule.from.iter().enumerate() {
+            if !known.contains(z) {
+                ctx.error(&p.key("from").index(j), format!("unknown zone \"{z}\""));
+            }
+        }
+        for (j, z) in rule.to.iter().enumerate() {
+            if !known.contains(z) {
+                ctx.error(&p.key("to").index(j), format!("unknown zone \"{z}\""));
+            } else if !has_sources(z) {
+                ctx.error(
+                    &p.key("to").index(j),
+                    format!(
+                        "zone \"{z}\" has no source networks, so traffic to it cannot be recognised"
+                    ),
+                );
+            }
+        }
+        for from in &rule.from {
+            for to in &rule.to {
+                if from != to && !out.contains(&(from.clone(), to.clone())) {
+                    out.push((from.clone(), to.clone()));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn build_nftables(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawNftables) -> Option<Nftables> {

@@ -143,6 +143,16 @@ pub struct RawFirewall {
     pub rate_limits: Vec<RawRateLimit>,
     pub ips: Option<RawIps>,
     pub nftables: Option<RawNftables>,
+    #[serde(default)]
+    pub forward: Vec<RawForwardRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawForwardRule {
+    #[serde(default)]
+    pub from: Vec<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -155,6 +155,18 @@ burst = 0
 name = "per-key"
 rate = "5/s"
 key = ["header:x-api-key", "cookie:x", "header:x-api-key"]
+
+[[firewall.forward]]
+from = ["mgmt", "mars"]
+to = ["public", "ops"]
+
+[[firewall.forward]]
+to = ["mgmt"]
+
+[firewall.nftables]
+enabled = true
+table = "9lives"
+nft = ""
 "#;
     let errors = load(text).unwrap_err();
     let all: String = errors
@@ -190,6 +202,11 @@ key = ["header:x-api-key", "cookie:x", "header:x-api-key"]
         "firewall.rate_limits[0].burst: 0 is out of range",
         "firewall.rate_limits[1].key[1]: unknown value \"cookie:x\"",
         "firewall.rate_limits[1].key[2]: key part \"header:x-api-key\" is listed twice",
+        "firewall.forward[0].from[1]: unknown zone \"mars\"",
+        "firewall.forward[0].to[0]: zone \"public\" has no source networks",
+        "firewall.forward[1].from: a forward rule needs at least one zone to come from",
+        "firewall.nftables.table: invalid nftables table name \"9lives\"",
+        "firewall.nftables.nft: empty",
     ];
     for e in expect {
         assert!(all.contains(e), "missing {e:?} in:\n{all}");

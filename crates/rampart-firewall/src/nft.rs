@@ -8,7 +8,10 @@
 //!   the listener's zone;
 //! - chain `input` (hook input, priority `filter - 10`, policy accept): loopback passes, banned
 //!   sources are dropped (on Rampart's ports, or everything with `ban_all_traffic`), and a
-//!   segmented listener's port drops every source outside its zone.
+//!   segmented listener's port drops every source outside its zone;
+//! - with zones that have source networks, `zone_N_4` / `zone_N_6` sets and chain `forward`
+//!   (hook forward): traffic routed to a zone's networks is dropped unless it comes from the
+//!   zone itself or from a zone a forward rule allows; replies of allowed flows pass.
 //!
 //! Rendering is pure; running `nft` is the proxy's job. The script starts with
 //! `table inet NAME {}` + `delete table inet NAME`, so applying it never depends on what is
@@ -43,6 +46,10 @@ pub struct KernelPlan {
     pub bans: Vec<(IpAddr, Duration)>,
     /// Drop banned sources' traffic to every port, not only Rampart's.
     pub ban_all_traffic: bool,
+    /// Zones with source networks, for forward segmentation.
+    pub zones: Vec<(String, Vec<IpNet>)>,
+    /// Routed traffic allowed from zone to zone; a `from` zone not in `zones` means any source.
+    pub forward_allow: Vec<(String, String)>,
 }
 
 /// The chain Rampart's rules live in.
@@ -132,6 +139,23 @@ pub fn render(plan: &KernelPlan) -> String {
         }
     }
 
+    for (i, (_, nets)) in plan.zones.iter().enumerate() {
+        for (suffix, kind, v4) in [("4", "ipv4_addr", true), ("6", "ipv6_addr", false)] {
+            let _ = writeln!(out, "\tset zone_{i}_{suffix} {{");
+            let _ = writeln!(out, "\t\ttype {kind}");
+            let _ = writeln!(out, "\t\tflags interval");
+            let _ = writeln!(out, "\t\tauto-merge");
+            let list = nets
+                .iter()
+                .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+                .map(|n| n.trunc().to_string());
+            if let Some(list) = elements(list) {
+                let _ = writeln!(out, "\t\telements = {{ {list} }}");
+            }
+            let _ = writeln!(out, "\t}}");
+        }
+    }
+
     let _ = writeln!(out, "\tchain {INPUT_CHAIN} {{");
     let _ = writeln!(
         out,
@@ -192,6 +216,50 @@ pub fn render(plan: &KernelPlan) -> String {
         }
     }
     let _ = writeln!(out, "\t}}");
+    if !plan.zones.is_empty() {
+        let index = |name: &str| plan.zones.iter().position(|(z, _)| z == name);
+        let _ = writeln!(out, "\tchain forward {{");
+        let _ = writeln!(
+            out,
+            "\t\ttype filter hook forward priority filter - 10; policy accept;"
+        );
+        let _ = writeln!(
+            out,
+            "\t\tct state established,related accept comment \"replies\""
+        );
+        for (from, to) in &plan.forward_allow {
+            let Some(t) = index(to) else { continue };
+            let note = comment(&format!("forward {from} to {to}"));
+            match index(from) {
+                Some(f) => {
+                    let _ = writeln!(
+                        out,
+                        "\t\tip saddr @zone_{f}_4 ip daddr @zone_{t}_4 accept comment \"{note}\""
+                    );
+                    let _ = writeln!(
+                        out,
+                        "\t\tip6 saddr @zone_{f}_6 ip6 daddr @zone_{t}_6 accept comment \"{note}\""
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "\t\tip daddr @zone_{t}_4 accept comment \"{note}\"");
+                    let _ = writeln!(out, "\t\tip6 daddr @zone_{t}_6 accept comment \"{note}\"");
+                }
+            }
+        }
+        for (i, (name, _)) in plan.zones.iter().enumerate() {
+            let note = comment(&format!("zone {name} isolated"));
+            let _ = writeln!(
+                out,
+                "\t\tip daddr @zone_{i}_4 ip saddr != @zone_{i}_4 drop comment \"{note}\""
+            );
+            let _ = writeln!(
+                out,
+                "\t\tip6 daddr @zone_{i}_6 ip6 saddr != @zone_{i}_6 drop comment \"{note}\""
+            );
+        }
+        let _ = writeln!(out, "\t}}");
+    }
     let _ = writeln!(out, "}}");
     out
 }
@@ -276,7 +344,45 @@ mod tests {
                 ("2001:db8::66".parse().unwrap(), Duration::from_secs(5)),
             ],
             ban_all_traffic: false,
+            zones: vec![
+                ("mgmt".into(), vec!["10.2.0.0/24".parse().unwrap()]),
+                (
+                    "internal".into(),
+                    vec!["10.3.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()],
+                ),
+            ],
+            forward_allow: vec![
+                ("mgmt".into(), "internal".into()),
+                ("public".into(), "mgmt".into()),
+            ],
         }
+    }
+
+    #[test]
+    fn forward_segmentation() {
+        let text = render(&plan());
+        assert!(text.contains("set zone_1_6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n\t\tauto-merge\n\t\telements = { fd00::/8 }"), "{text}");
+        assert!(
+            text.contains("ct state established,related accept"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "ip saddr @zone_0_4 ip daddr @zone_1_4 accept comment \"forward mgmt to internal\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip daddr @zone_0_4 accept comment \"forward public to mgmt\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip daddr @zone_1_4 ip saddr != @zone_1_4 drop"),
+            "{text}"
+        );
+        let mut none = plan();
+        none.zones.clear();
+        assert!(!render(&none).contains("chain forward"));
     }
 
     #[test]

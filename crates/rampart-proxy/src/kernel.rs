@@ -69,7 +69,8 @@ fn run_nft_args(nft: &Path, args: &[&str], stdin: Option<&str>) -> Result<String
 
 /// The desired table for a snapshot: every listening socket (listeners at their bound
 /// addresses, the admin and metrics listeners in zone `mgmt`), segmented when its zone has
-/// source networks; bans from `bans`.
+/// source networks; zones with source networks and the forward rules between them; bans from
+/// `bans`.
 pub fn plan(
     snapshot: &Snapshot,
     firewall: &FirewallRuntime,
@@ -107,11 +108,19 @@ pub fn plan(
     if let Some(metrics) = snapshot.observability.metrics_address {
         ports.push(mgmt("metrics", metrics));
     }
+    let zones = snapshot
+        .firewall
+        .zones
+        .iter()
+        .filter_map(|z| allowed(&z.name).map(|nets| (z.name.clone(), nets)))
+        .collect();
     KernelPlan {
         table: kernel.table.clone(),
         ports,
         bans: bans.to_vec(),
         ban_all_traffic: kernel.ban_all_traffic,
+        zones,
+        forward_allow: snapshot.firewall.forward.clone(),
     }
 }
 

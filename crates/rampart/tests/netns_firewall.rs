@@ -1,6 +1,7 @@
 //! The firewall across a real network: a public client, a management client, Rampart and a
 //! backend, each in a network namespace of the test's own, joined by veth pairs. Zones and
-//! the zone policy, kernel segmentation seen by nmap, bans enforced by nftables (SYNs
+//! the zone policy, kernel segmentation seen by nmap and of routed traffic between zones,
+//! bans enforced by nftables (SYNs
 //! dropped), ban expiry and escalation, the allow-list, reconciliation of a deleted table,
 //! and Rampart's table removed on exit with another table left untouched.
 
@@ -146,7 +147,8 @@ fn start_backend(ns: &str, addr: &'static str) {
                             "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}",
                             body.len()
                         );
-                        if stream.write_all(answer.as_bytes()).is_err() {
+                        let close = head.to_ascii_lowercase().contains("connection: close");
+                        if stream.write_all(answer.as_bytes()).is_err() || close {
                             return;
                         }
                     }
@@ -268,6 +270,14 @@ pool = "app"
 name = "mgmt"
 sources = ["10.77.2.0/24"]
 
+[[firewall.zones]]
+name = "internal"
+sources = ["10.77.3.0/24"]
+
+[[firewall.forward]]
+from = ["mgmt"]
+to = ["internal"]
+
 [[firewall.policy]]
 zones = ["public"]
 routes = ["public"]
@@ -310,6 +320,28 @@ fn zones_bans_and_kernel_segmentation_across_namespaces() {
         topo.ns("be"),
     );
     start_backend(&be, "10.77.3.2:8000");
+    // Rampart's namespace also routes between the others.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &fw,
+        "sysctl",
+        "-qw",
+        "net.ipv4.ip_forward=1",
+    ]);
+    for (ns, gw) in [
+        (&public, "10.77.1.1"),
+        (&mgmt, "10.77.2.1"),
+        (&be, "10.77.3.1"),
+    ] {
+        sh(&["ip", "-n", ns, "route", "add", "10.77.0.0/16", "via", gw]);
+    }
+    // Before Rampart, the public network reaches the backend network directly.
+    assert_eq!(
+        get(&public, "10.77.3.2:8000", "/direct"),
+        Reply::Status(200)
+    );
 
     // Another table in Rampart's namespace, which Rampart must never touch.
     sh(&[
@@ -391,6 +423,10 @@ fn zones_bans_and_kernel_segmentation_across_namespaces() {
         ("open".into(), "open".into()),
         "{scan}"
     );
+
+    // Forward segmentation: only mgmt may reach the internal network through this host.
+    assert_eq!(get(&mgmt, "10.77.3.2:8000", "/direct"), Reply::Status(200));
+    assert_eq!(get(&public, "10.77.3.2:8000", "/direct"), Reply::TimedOut);
 
     // A 404 scan: five fill the bucket, the sixth bans; from then on SYNs are dropped.
     for _ in 0..5 {
