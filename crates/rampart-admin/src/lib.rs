@@ -50,10 +50,41 @@ pub fn router(proxy: Arc<Proxy>, token: Secret) -> Router {
         .with_state(state)
 }
 
-/// Serves the admin API until the task is dropped.
+/// Serves the admin API until the task is dropped. Connections from outside the `mgmt` zone
+/// (and from banned sources) are closed unanswered.
 pub async fn serve(listener: tokio::net::TcpListener, proxy: Arc<Proxy>, token: Secret) {
+    let listener = MgmtListener {
+        inner: listener,
+        proxy: proxy.clone(),
+    };
     if let Err(e) = axum::serve(listener, router(proxy, token)).await {
         tracing::error!(error = %e, "admin API stopped");
+    }
+}
+
+/// The admin socket, admitting only clients of the `mgmt` zone.
+struct MgmtListener {
+    inner: tokio::net::TcpListener,
+    proxy: Arc<Proxy>,
+}
+
+impl axum::serve::Listener for MgmtListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (io, peer) = axum::serve::Listener::accept(&mut self.inner).await;
+            if self.proxy.shared().admits_management(peer.ip()) {
+                return (io, peer);
+            }
+            tracing::debug!(client = %peer, "admin API: refused, not in the mgmt zone");
+            rampart_proxy::firewall::count_block(self.proxy.shared(), "mgmt_zone");
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
     }
 }
 

@@ -117,6 +117,23 @@ impl Shared {
             .set(self.bans.list(Instant::now()).len() as i64);
     }
 
+    /// Whether a client may use the admin API or the metrics endpoint, which belong to the
+    /// `mgmt` zone: loopback always, banned sources never, others only from the zone's source
+    /// networks when it has any.
+    pub fn admits_management(&self, ip: std::net::IpAddr) -> bool {
+        let ip = rampart_firewall::canonical_ip(ip);
+        if ip.is_loopback() {
+            return true;
+        }
+        if self.bans.banned(ip, Instant::now()).is_some() {
+            return false;
+        }
+        let rt = self.runtime.load();
+        rt.firewall
+            .zone_sources("mgmt")
+            .is_none_or(|sources| sources.longest_match(ip).is_some())
+    }
+
     /// Drops expired bans (logging each) and updates the gauge.
     pub fn expire_bans(&self) {
         let now = Instant::now();
@@ -388,7 +405,7 @@ impl Proxy {
                 .metrics_address
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = listener.local_addr().ok();
-            let task = tokio::spawn(metrics_server(listener, metrics.clone()));
+            let task = tokio::spawn(metrics_server(listener, proxy.shared.clone()));
             *proxy.metrics_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
         proxy.start_kernel().await?;
@@ -1272,15 +1289,20 @@ fn build_json_log<T: serde::Serialize + Send + 'static>(
 }
 
 /// Serves `GET /metrics` in the Prometheus text format.
-async fn metrics_server(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+async fn metrics_server(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     use http_body_util::Full;
     use hyper::service::service_fn;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let metrics = metrics.clone();
+        if !shared.admits_management(peer.ip()) {
+            tracing::debug!(client = %peer, "metrics: refused, not in the mgmt zone");
+            firewall::count_block(&shared, "mgmt_zone");
+            continue;
+        }
+        let metrics = shared.metrics.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let metrics = metrics.clone();

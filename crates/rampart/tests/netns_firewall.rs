@@ -664,6 +664,15 @@ name = "web"
 address = "0.0.0.0:8080"
 limits = {{ header_read_timeout = "3s", body_read_timeout = "3s" }}
 
+[[firewall.zones]]
+name = "mgmt"
+sources = ["10.77.2.0/24"]
+
+[admin]
+address = "0.0.0.0:9091"
+allow_remote = true
+token_file = "admin.token"
+
 [[pools]]
 name = "app"
 backends = [{{ address = "10.77.3.2:8000" }}]
@@ -684,6 +693,7 @@ ban = "10m"
 [observability]
 access_log = "off"
 security_log = "{}"
+metrics_address = "0.0.0.0:9100"
 "#,
         security_log.display()
     )
@@ -704,6 +714,11 @@ fn slowloris_and_slow_bodies_get_the_attacker_banned_while_others_are_served() {
     let log = dir.path().join("security.log");
     let cfg = dir.path().join("rampart.toml");
     std::fs::write(&cfg, slow_config(&log)).unwrap();
+    std::fs::write(
+        dir.path().join("admin.token"),
+        "netns-admin-token-0123456789\n",
+    )
+    .unwrap();
     let mut cmd = Command::new("ip");
     cmd.args([
         "netns",
@@ -720,6 +735,19 @@ fn slowloris_and_slow_bodies_get_the_attacker_banned_while_others_are_served() {
         get(&mgmt, "10.77.2.1:8080", "/hello") == Reply::Status(200)
     });
     assert!(up, "not serving; stderr:\n{}", proc.stderr());
+
+    // The admin API and the metrics endpoint belong to the mgmt zone, also without nftables:
+    // other sources are closed unanswered.
+    assert_eq!(get(&mgmt, "10.77.2.1:9100", "/metrics"), Reply::Status(200));
+    assert_eq!(get(&public, "10.77.1.1:9100", "/metrics"), Reply::Closed);
+    assert_eq!(
+        get(&mgmt, "10.77.2.1:9091", "/api/v1/bans"),
+        Reply::Status(401)
+    );
+    assert_eq!(
+        get(&public, "10.77.1.1:9091", "/api/v1/bans"),
+        Reply::Closed
+    );
 
     // The normal client's usual latency.
     let baseline = steady_client(&mgmt, "10.77.2.1:8080", Duration::from_secs(2));
