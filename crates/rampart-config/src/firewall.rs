@@ -56,6 +56,8 @@ pub struct Ips {
     pub forget_after: Duration,
     /// Sources remembered per scenario.
     pub max_sources: usize,
+    /// Bans held at most (the one closest to its end makes room).
+    pub max_bans: usize,
     pub scenarios: Vec<rampart_firewall::ScenarioSpec>,
 }
 
@@ -563,6 +565,18 @@ fn build_ips(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawIps, sets: &HashSet<S
         &raw.forget_after,
         Duration::from_secs(86_400),
     );
+    for (key, value) in [("max_ban", max_ban), ("forget_after", forget_after)] {
+        if value > rampart_firewall::MAX_BAN {
+            ctx.error(&path.key(key), "at most 366 days");
+        }
+    }
+    let max_bans = ctx.int(
+        &path.key("max_bans"),
+        raw.max_bans,
+        rampart_firewall::DEFAULT_MAX_BANS as u64,
+        1,
+        10_000_000,
+    ) as usize;
     let max_sources = ctx.int(
         &path.key("max_sources"),
         raw.max_sources,
@@ -638,6 +652,7 @@ fn build_ips(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawIps, sets: &HashSet<S
         max_ban,
         forget_after,
         max_sources,
+        max_bans,
         scenarios,
     }
 }

@@ -172,6 +172,7 @@ pub struct RawIps {
     pub max_ban: Option<String>,
     pub forget_after: Option<String>,
     pub max_sources: Option<i64>,
+    pub max_bans: Option<i64>,
     pub scenarios: Option<Vec<RawScenario>>,
 }
 

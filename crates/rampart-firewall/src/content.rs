@@ -5,7 +5,11 @@
 //! is `/.git/config`. Queries are checked percent-decoded (`+` as a space).
 
 use http::{HeaderMap, Method, StatusCode};
-use regex::{Regex, RegexSet};
+use regex::{Regex, RegexSet, RegexSetBuilder};
+
+/// Compiled size allowed for one target's combined deny patterns; beyond it they run one by
+/// one.
+const SET_SIZE_LIMIT: usize = 16 << 20;
 
 /// What a deny pattern looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +122,12 @@ impl ContentFilter {
                 .map(|(i, _)| i)
                 .collect();
             let set = (!index.is_empty())
-                .then(|| RegexSet::new(index.iter().map(|&i| spec.deny[i].regex.as_str())).ok())
+                .then(|| {
+                    RegexSetBuilder::new(index.iter().map(|&i| spec.deny[i].regex.as_str()))
+                        .size_limit(SET_SIZE_LIMIT)
+                        .build()
+                        .ok()
+                })
                 .flatten();
             (set, index)
         };
@@ -139,11 +148,14 @@ impl ContentFilter {
     }
 
     /// Checks a request head.
+    /// Checks a request head. `has_body`: the request carries a body (for HTTP/2 the stream
+    /// did not end with the headers; for HTTP/1.1 a non-zero length or chunked framing).
     pub fn check(
         &self,
         method: &Method,
         uri: &http::Uri,
         headers: &HeaderMap,
+        has_body: bool,
     ) -> Result<(), Violation> {
         let spec = &self.spec;
         if !spec.methods.is_empty() && !spec.methods.contains(method) {
@@ -156,12 +168,14 @@ impl ContentFilter {
         {
             return Err(Violation::QueryTooLong);
         }
-        if !spec.content_types.is_empty() && has_body(headers) {
-            let Some(media) = headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(media_type)
-            else {
+        if !spec.content_types.is_empty() && has_body {
+            let mut values = headers.get_all(http::header::CONTENT_TYPE).iter();
+            let (first, second) = (values.next(), values.next());
+            if second.is_some() {
+                // Two media types: the backend might believe either.
+                return Err(Violation::ContentType);
+            }
+            let Some(media) = first.and_then(|v| v.to_str().ok()).map(media_type) else {
                 return Err(Violation::MissingContentType);
             };
             if !spec
@@ -173,22 +187,23 @@ impl ContentFilter {
             }
         }
         let path = normalize_path(uri.path());
-        if !spec.blocked_extensions.is_empty() {
-            let last = path.rsplit('/').next().unwrap_or("");
-            let last = last.split(';').next().unwrap_or("").to_ascii_lowercase();
-            for ext in &spec.blocked_extensions {
-                if last.len() > ext.len()
-                    && last.ends_with(ext.as_str())
-                    && last.as_bytes()[last.len() - ext.len() - 1] == b'.'
-                {
-                    return Err(Violation::Extension(ext.clone()));
-                }
+        // A backend that decodes twice sees this form as well.
+        let twice = path.contains('%').then(|| normalize_path(&path));
+        for candidate in std::iter::once(&path).chain(twice.as_ref()) {
+            if candidate.contains('\0') {
+                return Err(Violation::Denied {
+                    target: "path".into(),
+                    pattern: "NUL byte".into(),
+                });
             }
+            if let Some(ext) = blocked_extension(&spec.blocked_extensions, candidate) {
+                return Err(Violation::Extension(ext.to_string()));
+            }
+            self.match_patterns(&self.path_set, &self.path_index, candidate)?;
         }
-        self.match_set(&self.path_set, &self.path_index, &path)?;
         if !raw_query.is_empty() {
             let query = percent_decode(raw_query, true);
-            self.match_set(&self.query_set, &self.query_index, &query)?;
+            self.match_patterns(&self.query_set, &self.query_index, &query)?;
         }
         for pattern in &spec.deny {
             if let DenyTarget::Header(name) = &pattern.target {
@@ -203,16 +218,27 @@ impl ContentFilter {
         Ok(())
     }
 
-    fn match_set(
+    /// The deny patterns at `index` against `text`: in one pass through the set, or one by
+    /// one when the patterns were too big to combine.
+    fn match_patterns(
         &self,
         set: &Option<RegexSet>,
         index: &[usize],
         text: &str,
     ) -> Result<(), Violation> {
-        if let Some(set) = set
-            && let Some(hit) = set.matches(text).into_iter().next()
-        {
-            return Err(denied(&self.spec.deny[index[hit]]));
+        match set {
+            Some(set) => {
+                if let Some(hit) = set.matches(text).into_iter().next() {
+                    return Err(denied(&self.spec.deny[index[hit]]));
+                }
+            }
+            None => {
+                for &i in index {
+                    if self.spec.deny[i].regex.is_match(text) {
+                        return Err(denied(&self.spec.deny[i]));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -225,15 +251,25 @@ fn denied(pattern: &DenyPattern) -> Violation {
     }
 }
 
-fn has_body(headers: &HeaderMap) -> bool {
-    if headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return true;
+/// The first blocked extension any path segment ends with. Every segment counts (PATH_INFO:
+/// `/shell.php/x` runs `shell.php`), and trailing dots and spaces are ignored as Windows
+/// servers ignore them.
+fn blocked_extension<'a>(blocked: &'a [String], path: &str) -> Option<&'a str> {
+    if blocked.is_empty() {
+        return None;
     }
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > 0)
+    for segment in path.split('/') {
+        let name = segment.trim_end_matches(['.', ' ']).to_ascii_lowercase();
+        for ext in blocked {
+            if name.len() > ext.len()
+                && name.ends_with(ext.as_str())
+                && name.as_bytes()[name.len() - ext.len() - 1] == b'.'
+            {
+                return Some(ext);
+            }
+        }
+    }
+    None
 }
 
 fn media_type(value: &str) -> String {
@@ -289,12 +325,22 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// Whether [`normalize_path`] could change `path` (a fast test for the request path).
+pub fn needs_normalizing(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.first() != Some(&b'/')
+        || b.iter().any(|&c| matches!(c, b'%' | b'\\' | b';'))
+        || b.windows(2).any(|w| w == b"//" || w == b"/.")
+}
+
 /// The path as a backend most likely resolves it: percent-decoded once, backslashes read as
-/// slashes, repeated slashes collapsed, `.` and `..` segments resolved (never above the root).
+/// slashes, path parameters (`;…`) dropped from every segment (so `..;` is `..`), repeated
+/// slashes collapsed, `.` and `..` segments resolved (never above the root).
 pub fn normalize_path(path: &str) -> String {
     let decoded = percent_decode(path, false).replace('\\', "/");
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {
+        let segment = segment.split(';').next().unwrap_or("");
         match segment {
             "" | "." => {}
             ".." => {
@@ -353,7 +399,11 @@ mod tests {
                 v.parse().unwrap(),
             );
         }
-        filter().check(&method.parse().unwrap(), &uri.parse().unwrap(), &map)
+        let body = map.contains_key(http::header::TRANSFER_ENCODING)
+            || map
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.to_str().unwrap() != "0");
+        filter().check(&method.parse().unwrap(), &uri.parse().unwrap(), &map, body)
     }
 
     #[test]
@@ -418,6 +468,52 @@ mod tests {
             Err(Violation::Denied { .. })
         ));
         assert_eq!(check("GET", "/.github", &[]), Ok(()));
+        // Path parameters, PATH_INFO, trailing dots, NUL and double encoding.
+        assert!(matches!(
+            check("GET", "/.git;x/config", &[]),
+            Err(Violation::Denied { .. })
+        ));
+        assert!(matches!(
+            check("GET", "/p/..;/.git/config", &[]),
+            Err(Violation::Denied { .. })
+        ));
+        assert!(matches!(
+            check("GET", "/%252e%252e/.git", &[]),
+            Err(Violation::Denied { .. })
+        ));
+        assert!(matches!(
+            check("GET", "/a%2500/x", &[]),
+            Err(Violation::Denied { .. })
+        ));
+        assert!(check("GET", "/a.php%00.jpg", &[]).is_err());
+        assert_eq!(
+            check("GET", "/shell.php/x", &[]),
+            Err(Violation::Extension("php".into()))
+        );
+        assert_eq!(
+            check("GET", "/a.php.", &[]),
+            Err(Violation::Extension("php".into()))
+        );
+        assert_eq!(
+            check("GET", "/a.php%20", &[]),
+            Err(Violation::Extension("php".into()))
+        );
+        assert_eq!(
+            check("GET", "/x/a.PhP%252e", &[]),
+            Err(Violation::Extension("php".into()))
+        );
+        assert_eq!(
+            check(
+                "POST",
+                "/x",
+                &[
+                    ("content-length", "2"),
+                    ("content-type", "application/json"),
+                    ("content-type", "text/xml")
+                ]
+            ),
+            Err(Violation::ContentType)
+        );
         assert!(matches!(
             check("GET", "/x?q=1+UNION%20SELECT+2", &[]),
             Err(Violation::Denied { .. })
@@ -447,6 +543,14 @@ mod tests {
         assert_eq!(normalize_path("/a/%2E%2e/b"), "/b");
         assert_eq!(normalize_path("/a\\..\\b"), "/b");
         assert_eq!(normalize_path("/a/b/.."), "/a/");
+        assert_eq!(normalize_path("/a;v=1/b;jsessionid=x"), "/a/b");
+        assert_eq!(normalize_path("/a/..;/b"), "/b");
+        assert!(!needs_normalizing("/plain/path-1.txt"));
+        for p in [
+            "a", "/%41", "/a//b", "/a/./b", "/a/..", "/a;x", "/a\\b", "/.",
+        ] {
+            assert!(needs_normalizing(p), "{p}");
+        }
         assert_eq!(percent_decode("%zz%4", false), "%zz%4");
         assert_eq!(percent_decode("a%20b+c", true), "a b c");
     }

@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::canonical_ip;
@@ -122,7 +123,7 @@ pub struct ScenarioSpec {
     pub ban: Duration,
 }
 
-/// Escalation of repeat offences.
+/// Escalation of repeat offences. An offence is forgotten `forget_after` after its ban ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BanPolicy {
     pub factor: u32,
@@ -169,33 +170,76 @@ pub enum BanRefused {
 }
 
 /// Bans in force, and the offence history that escalates them. Outlives reloads.
-#[derive(Debug, Default)]
+///
+/// Bounded: beyond `capacity` bans the one closest to its end makes room, and the offence
+/// history is capped the same way.
+#[derive(Debug)]
 pub struct BanTable {
     bans: RwLock<HashMap<IpAddr, Ban>>,
-    offences: RwLock<HashMap<IpAddr, (u32, Instant)>>,
+    /// Per source: offences so far and when the last ban ended (or ends).
+    offences: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    count: AtomicUsize,
+    capacity: AtomicUsize,
 }
 
+impl Default for BanTable {
+    fn default() -> Self {
+        BanTable::new(DEFAULT_MAX_BANS)
+    }
+}
+
+/// Bans remembered at most unless configured otherwise.
+pub const DEFAULT_MAX_BANS: usize = 100_000;
+
+/// The longest ban there is (366 days): beyond it time arithmetic and nft timeouts break.
+pub const MAX_BAN: Duration = Duration::from_secs(366 * 86_400);
+
 impl BanTable {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(capacity: usize) -> Self {
+        BanTable {
+            bans: RwLock::new(HashMap::new()),
+            offences: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
+            capacity: AtomicUsize::new(capacity.max(1)),
+        }
     }
 
-    /// The ban on `ip` in force at `now`.
+    pub fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity.max(1), Ordering::Relaxed);
+    }
+
+    /// The ban on `ip` in force at `now`. Costs one atomic load while nothing is banned.
     pub fn banned(&self, ip: IpAddr, now: Instant) -> Option<Ban> {
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let ip = canonical_ip(ip);
         let bans = self.bans.read().unwrap_or_else(|p| p.into_inner());
         bans.get(&ip).filter(|b| b.until > now).cloned()
     }
 
-    /// Whether any ban exists at all (a cheap check before the lookup).
-    pub fn is_empty(&self) -> bool {
-        self.bans
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+    /// Bans held (including any that ended but were not expired yet).
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
     }
 
-    /// Places a ban of `base` escalated by the offence history; an existing longer ban stays.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert_locked(&self, bans: &mut HashMap<IpAddr, Ban>, ban: Ban) {
+        if !bans.contains_key(&ban.ip)
+            && bans.len() >= self.capacity.load(Ordering::Relaxed)
+            && let Some(soonest) = bans.values().min_by_key(|b| b.until).map(|b| b.ip)
+        {
+            bans.remove(&soonest);
+        }
+        bans.insert(ban.ip, ban);
+        self.count.store(bans.len(), Ordering::Relaxed);
+    }
+
+    /// Bans `ip` for `base` escalated by its offence history, unless a ban is already in force
+    /// (then `Err` with that ban). Check and ban are one step.
     pub fn ban(
         &self,
         ip: IpAddr,
@@ -203,23 +247,23 @@ impl BanTable {
         reason: &str,
         policy: &BanPolicy,
         now: Instant,
-    ) -> Ban {
+    ) -> Result<Ban, Ban> {
         let ip = canonical_ip(ip);
-        let offence = {
-            let mut offences = self.offences.write().unwrap_or_else(|p| p.into_inner());
-            let entry = offences.entry(ip).or_insert((0, now));
-            if now.saturating_duration_since(entry.1) > policy.forget_after {
-                entry.0 = 0;
-            }
-            entry.0 = entry.0.saturating_add(1);
-            entry.1 = now;
-            entry.0
-        };
+        let mut bans = self.bans.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = bans.get(&ip).filter(|b| b.until > now) {
+            return Err(existing.clone());
+        }
+        let max_ban = policy.max_ban.min(MAX_BAN);
+        let base = base.min(max_ban);
+        let mut offences = self.offences.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = offences
+            .get(&ip)
+            .filter(|(_, ended)| now.saturating_duration_since(*ended) <= policy.forget_after)
+            .map_or(0, |(n, _)| *n);
+        let offence = previous.saturating_add(1);
         let factor = f64::from(policy.factor.max(1)).powi(offence.saturating_sub(1).min(64) as i32);
-        let ttl = Duration::from_secs_f64(
-            (base.as_secs_f64() * factor).min(policy.max_ban.as_secs_f64()),
-        )
-        .max(base.min(policy.max_ban));
+        let secs = (base.as_secs_f64() * factor).min(max_ban.as_secs_f64());
+        let ttl = Duration::from_secs_f64(secs).max(base);
         let ban = Ban {
             ip,
             since: now,
@@ -227,23 +271,44 @@ impl BanTable {
             reason: reason.to_string(),
             offence,
         };
-        let mut bans = self.bans.write().unwrap_or_else(|p| p.into_inner());
-        match bans.get(&ip) {
-            Some(existing) if existing.until >= ban.until => existing.clone(),
-            _ => {
-                bans.insert(ip, ban.clone());
-                ban
-            }
+        if !offences.contains_key(&ip)
+            && offences.len() >= self.capacity.load(Ordering::Relaxed)
+            && let Some(oldest) = offences
+                .iter()
+                .min_by_key(|(_, (_, ended))| *ended)
+                .map(|(k, _)| *k)
+        {
+            offences.remove(&oldest);
         }
+        offences.insert(ip, (offence, ban.until));
+        drop(offences);
+        self.insert_locked(&mut bans, ban.clone());
+        Ok(ban)
+    }
+
+    /// A ban of exactly `ttl` from now (at most [`MAX_BAN`]), replacing any ban of `ip`; not
+    /// an offence.
+    pub fn set(&self, ip: IpAddr, ttl: Duration, reason: &str, now: Instant) -> Ban {
+        let ip = canonical_ip(ip);
+        let ban = Ban {
+            ip,
+            since: now,
+            until: now + ttl.min(MAX_BAN),
+            reason: reason.to_string(),
+            offence: 0,
+        };
+        let mut bans = self.bans.write().unwrap_or_else(|p| p.into_inner());
+        self.insert_locked(&mut bans, ban.clone());
+        ban
     }
 
     /// Lifts a ban; the offence history stays.
     pub fn unban(&self, ip: IpAddr) -> Option<Ban> {
         let ip = canonical_ip(ip);
-        self.bans
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&ip)
+        let mut bans = self.bans.write().unwrap_or_else(|p| p.into_inner());
+        let removed = bans.remove(&ip);
+        self.count.store(bans.len(), Ordering::Relaxed);
+        removed
     }
 
     /// Bans in force, longest remaining first.
@@ -260,23 +325,26 @@ impl BanTable {
         out
     }
 
-    /// Drops expired bans and forgotten offences; returns the bans that expired.
+    /// Drops ended bans and forgotten offences; returns the bans that ended.
     pub fn expire(&self, now: Instant, policy: &BanPolicy) -> Vec<Ban> {
         let mut expired = Vec::new();
-        self.bans
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, b| {
+        if self.count.load(Ordering::Relaxed) > 0 {
+            let mut bans = self.bans.write().unwrap_or_else(|p| p.into_inner());
+            bans.retain(|_, b| {
                 let keep = b.until > now;
                 if !keep {
                     expired.push(b.clone());
                 }
                 keep
             });
-        self.offences
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (_, last)| now.saturating_duration_since(*last) <= policy.forget_after);
+            self.count.store(bans.len(), Ordering::Relaxed);
+        }
+        let mut offences = self.offences.lock().unwrap_or_else(|p| p.into_inner());
+        if !offences.is_empty() {
+            offences.retain(|_, (_, ended)| {
+                now.saturating_duration_since(*ended) <= policy.forget_after
+            });
+        }
         expired
     }
 }
@@ -358,17 +426,16 @@ impl Detector {
                 continue;
             }
             if !scenario.buckets.check(&ip, now).allowed() {
-                if let Some(existing) = bans.banned(ip, now) {
-                    return Verdict::AlreadyBanned(existing);
-                }
-                let ban = bans.ban(
+                return match bans.ban(
                     ip,
                     scenario.spec.ban,
                     &scenario.spec.name,
                     &self.policy,
                     now,
-                );
-                return Verdict::Banned(ban);
+                ) {
+                    Ok(ban) => Verdict::Banned(ban),
+                    Err(existing) => Verdict::AlreadyBanned(existing),
+                };
             }
         }
         Verdict::Counted
@@ -386,13 +453,7 @@ impl Detector {
         if self.allow_listed(ip) {
             return Err(BanRefused::AllowListed(ip));
         }
-        // A manual ban is exactly as long as asked: no escalation.
-        let flat = BanPolicy {
-            factor: 1,
-            max_ban: ttl,
-            forget_after: self.policy.forget_after,
-        };
-        Ok(bans.ban(ip, ttl, "manual", &flat, now))
+        Ok(bans.set(ip, ttl, "manual", now))
     }
 }
 
@@ -422,7 +483,7 @@ mod tests {
     #[test]
     fn overflow_bans_and_repeat_offences_double() {
         let d = detector("10.0.0.0/8");
-        let bans = BanTable::new();
+        let bans = BanTable::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let t0 = Instant::now();
         for _ in 0..5 {
@@ -464,7 +525,7 @@ mod tests {
     #[test]
     fn leaking_keeps_slow_events_below_the_threshold() {
         let d = detector("10.0.0.0/8");
-        let bans = BanTable::new();
+        let bans = BanTable::default();
         let ip: IpAddr = "192.0.2.2".parse().unwrap();
         let t0 = Instant::now();
         for i in 0..100 {
@@ -481,7 +542,7 @@ mod tests {
     #[test]
     fn allow_listed_sources_are_never_banned() {
         let d = detector("10.0.0.0/8\n::1");
-        let bans = BanTable::new();
+        let bans = BanTable::default();
         let t0 = Instant::now();
         for _ in 0..100 {
             assert_eq!(
@@ -509,13 +570,23 @@ mod tests {
             .unwrap();
         assert_eq!(ban.ttl(), Duration::from_secs(5));
         assert_eq!(bans.list(t0).len(), 1);
+        // By hand, a shorter ban replaces a longer one exactly.
+        let ban = d
+            .manual_ban(
+                &bans,
+                "192.0.2.9".parse().unwrap(),
+                Duration::from_secs(2),
+                t0,
+            )
+            .unwrap();
+        assert_eq!((ban.ttl(), bans.len()), (Duration::from_secs(2), 1));
         assert!(bans.unban("192.0.2.9".parse().unwrap()).is_some());
         assert!(bans.list(t0).is_empty());
     }
 
     #[test]
     fn escalation_is_capped_and_forgotten() {
-        let bans = BanTable::new();
+        let bans = BanTable::default();
         let policy = BanPolicy {
             factor: 2,
             max_ban: Duration::from_secs(300),
@@ -527,18 +598,59 @@ mod tests {
         for _ in 0..5 {
             ttls.push(
                 bans.ban(ip, Duration::from_secs(60), "s", &policy, t)
+                    .unwrap()
                     .ttl()
                     .as_secs(),
             );
             t += Duration::from_secs(1000);
         }
         assert_eq!(ttls, vec![60, 120, 240, 300, 300]);
+        // History counts from the end of the last ban, so long bans keep escalating.
+        let long = BanPolicy {
+            factor: 2,
+            max_ban: Duration::from_secs(100_000),
+            forget_after: Duration::from_secs(3600),
+        };
+        let other: IpAddr = "192.0.2.4".parse().unwrap();
+        let mut u = Instant::now();
+        let mut last = Duration::ZERO;
+        for n in 1..=4u32 {
+            let ban = bans
+                .ban(other, Duration::from_secs(7200), "s", &long, u)
+                .unwrap();
+            assert_eq!(ban.offence, n);
+            last = ban.ttl();
+            u = ban.until + Duration::from_secs(60);
+        }
+        assert_eq!(last, Duration::from_secs(57_600));
+        // A ban in force is not replaced by another.
+        let during = u - Duration::from_secs(120);
+        assert!(
+            bans.ban(other, Duration::from_secs(1), "s", &long, during)
+                .is_err()
+        );
         t += Duration::from_secs(3601);
         assert_eq!(
             bans.ban(ip, Duration::from_secs(60), "s", &policy, t)
+                .unwrap()
                 .offence,
             1
         );
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let bans = BanTable::new(100);
+        let t = Instant::now();
+        for i in 0..1000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let ttl = Duration::from_secs(u64::from(i) + 10);
+            bans.ban(ip, ttl, "s", &BanPolicy::default(), t).unwrap();
+        }
+        assert_eq!(bans.len(), 100);
+        // The longest bans stayed.
+        assert!(bans.banned("10.0.3.231".parse().unwrap(), t).is_some());
+        assert!(bans.banned("10.0.0.1".parse().unwrap(), t).is_none());
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub mod zones;
 pub use acl::{Acl, AclAction};
 pub use content::{ContentFilter, ContentFilterSpec, DenyPattern, DenyTarget, Violation};
 pub use ips::{
-    Ban, BanPolicy, BanRefused, BanTable, Detector, EventKind, Scenario, ScenarioSpec, Verdict,
-    is_scanner_agent,
+    Ban, BanPolicy, BanRefused, BanTable, DEFAULT_MAX_BANS, Detector, EventKind, MAX_BAN, Scenario,
+    ScenarioSpec, Verdict, is_scanner_agent,
 };
 pub use ipset::{IpSet, SetParseError, parse_network};
 pub use ratelimit::{Gcra, KeyedLimiter, RateDecision};

@@ -264,21 +264,31 @@ pub fn render(plan: &KernelPlan) -> String {
     out
 }
 
-/// The command that adds one ban to a running table.
+fn ban_set(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() { "banned4" } else { "banned6" }
+}
+
+/// Commands that set one ban in a running table to `left`, whether or not the element is
+/// there already (adding an existing element would keep its old timeout).
 pub fn add_ban(table: &str, ip: IpAddr, left: Duration) -> String {
     let ip = canonical_ip(ip);
-    let set = if ip.is_ipv4() { "banned4" } else { "banned6" };
+    let set = ban_set(ip);
     format!(
-        "add element inet {table} {set} {{ {ip} timeout {} }}\n",
+        "add element inet {table} {set} {{ {ip} timeout 1s }}\n\
+         delete element inet {table} {set} {{ {ip} }}\n\
+         add element inet {table} {set} {{ {ip} timeout {} }}\n",
         nft_timeout(left)
     )
 }
 
-/// The command that removes one ban from a running table.
+/// Commands that remove one ban from a running table, whether or not the element is there.
 pub fn remove_ban(table: &str, ip: IpAddr) -> String {
     let ip = canonical_ip(ip);
-    let set = if ip.is_ipv4() { "banned4" } else { "banned6" };
-    format!("delete element inet {table} {set} {{ {ip} }}\n")
+    let set = ban_set(ip);
+    format!(
+        "add element inet {table} {set} {{ {ip} timeout 1s }}\n\
+         delete element inet {table} {set} {{ {ip} }}\n"
+    )
 }
 
 /// The command that removes Rampart's table (clean exit).
@@ -286,7 +296,21 @@ pub fn remove_table(table: &str) -> String {
     format!("table inet {table} {{}}\ndelete table inet {table}\n")
 }
 
-/// Rules the rendered chain holds, to compare with what the kernel reports.
+/// Rules the rendered forward chain holds (0: no such chain).
+pub fn expected_forward_rule_count(plan: &KernelPlan) -> usize {
+    if plan.zones.is_empty() {
+        return 0;
+    }
+    let known = |name: &str| plan.zones.iter().any(|(z, _)| z == name);
+    let allowed = plan
+        .forward_allow
+        .iter()
+        .filter(|(_, to)| known(to))
+        .count();
+    1 + 2 * allowed + 2 * plan.zones.len()
+}
+
+/// Rules the rendered input chain holds, to compare with what the kernel reports.
 pub fn expected_rule_count(plan: &KernelPlan) -> usize {
     let bans = if plan.ban_all_traffic || !plan.ports.is_empty() {
         2
@@ -380,6 +404,15 @@ mod tests {
             text.contains("ip daddr @zone_1_4 ip saddr != @zone_1_4 drop"),
             "{text}"
         );
+        assert_eq!(expected_forward_rule_count(&plan()), 1 + 2 * 2 + 2 * 2);
+        assert_eq!(
+            text.split("chain forward")
+                .nth(1)
+                .unwrap()
+                .matches(" comment ")
+                .count(),
+            expected_forward_rule_count(&plan())
+        );
         let mut none = plan();
         none.zones.clear();
         assert!(!render(&none).contains("chain forward"));
@@ -436,11 +469,14 @@ mod tests {
                 "::ffff:192.0.2.1".parse().unwrap(),
                 Duration::from_secs(90)
             ),
-            "add element inet rampart banned4 { 192.0.2.1 timeout 90s }\n"
+            "add element inet rampart banned4 { 192.0.2.1 timeout 1s }\n\
+             delete element inet rampart banned4 { 192.0.2.1 }\n\
+             add element inet rampart banned4 { 192.0.2.1 timeout 90s }\n"
         );
         assert_eq!(
             remove_ban("rampart", "2001:db8::1".parse().unwrap()),
-            "delete element inet rampart banned6 { 2001:db8::1 }\n"
+            "add element inet rampart banned6 { 2001:db8::1 timeout 1s }\n\
+             delete element inet rampart banned6 { 2001:db8::1 }\n"
         );
         assert_eq!(nft_timeout(Duration::ZERO), "1s");
     }

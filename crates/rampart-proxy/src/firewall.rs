@@ -111,7 +111,17 @@ pub fn security_event(
         None => fw::Verdict::Counted,
     };
     let log = shared.security_log.load();
-    if log.enabled() {
+    let banned_now = matches!(verdict, fw::Verdict::Banned(_));
+    let within_allowance = || {
+        banned_now
+            || shared
+                .security_log_limit
+                .check(&(fw::canonical_ip(ip), event.kind.name()), now)
+                .allowed()
+    };
+    if log.enabled() && !within_allowance() {
+        shared.metrics.security_log_suppressed.inc();
+    } else if log.enabled() {
         let decision = match &verdict {
             fw::Verdict::Counted => "counted",
             fw::Verdict::AllowListed => "allow_listed",
@@ -120,7 +130,7 @@ pub fn security_event(
         };
         let mut record = SecurityRecord::new(event.kind.name(), ip, decision).on(conn);
         record.reason = (!event.reason.is_empty()).then(|| event.reason.to_string());
-        record.detail = (!event.detail.is_empty()).then(|| event.detail.to_string());
+        record.detail = (!event.detail.is_empty()).then(|| truncated(event.detail));
         record.request_id = event
             .request_id
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -142,6 +152,30 @@ pub fn security_event(
             .inc();
         shared.ban_placed(&ban);
     }
+}
+
+/// Security log lines per source and event kind: 20 at once, then 5 per second; the rest are
+/// counted in `rampart_security_log_suppressed_total`. Bans are always written.
+pub fn security_log_limiter() -> fw::KeyedLimiter {
+    fw::KeyedLimiter::new(
+        fw::Gcra::new(5, Duration::from_secs(1), 20),
+        100_000,
+        Instant::now(),
+    )
+}
+
+/// Longest `detail` written to the security log.
+const MAX_DETAIL: usize = 256;
+
+fn truncated(text: &str) -> String {
+    if text.len() <= MAX_DETAIL {
+        return text.to_string();
+    }
+    let mut end = MAX_DETAIL;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Counts a block by reason.
@@ -211,7 +245,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(
+    pub fn new(
         status: StatusCode,
         reason: &'static str,
         rule: &str,
@@ -245,6 +279,16 @@ impl Refusal {
         }
         resp
     }
+}
+
+/// The route a request took, for the firewall's per-request checks.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteRef<'a> {
+    /// Index into the snapshot's routes.
+    pub index: usize,
+    pub name: &'a str,
+    /// The route's pool.
+    pub pool: &'a str,
 }
 
 /// Rate-limit fields to add to a response the limits admitted.
@@ -479,10 +523,19 @@ impl FirewallRuntime {
     pub fn admit_connection(
         &self,
         listener: &str,
+        listener_zone: &str,
         zone: &str,
         ip: IpAddr,
         now: Instant,
     ) -> Result<(), &'static str> {
+        // A listener whose zone has source networks serves only them (as the kernel rule
+        // does when nftables is on).
+        if let Some(sources) = self.zone_sources(listener_zone)
+            && !fw::canonical_ip(ip).is_loopback()
+            && sources.longest_match(ip).is_none()
+        {
+            return Err("zone_segmentation");
+        }
         if self
             .listener_acls
             .get(listener)
@@ -521,20 +574,24 @@ impl FirewallRuntime {
     pub fn check_request(
         &self,
         conn: &ConnInfo,
-        route_index: usize,
-        route: &config::Route,
-        pool: &str,
+        route: RouteRef<'_>,
         head: &http::request::Parts,
+        has_body: bool,
         now: Instant,
     ) -> Result<Option<RateHeaders>, Refusal> {
-        if !self.policy.allows_route(&conn.zone, &route.name, pool) {
+        let RouteRef {
+            index: route_index,
+            name: route_name,
+            pool,
+        } = route;
+        if !self.policy.allows_route(&conn.zone, route_name, pool) {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 "zone_policy",
-                &route.name,
+                route_name,
                 format!(
                     "zone \"{}\" may not reach route \"{}\"",
-                    conn.zone, route.name
+                    conn.zone, route_name
                 ),
             ));
         }
@@ -552,9 +609,9 @@ impl FirewallRuntime {
             ));
         }
         if let Some(filter) = &rules.filter
-            && let Err(v) = filter.check(&head.method, &head.uri, &head.headers)
+            && let Err(v) = filter.check(&head.method, &head.uri, &head.headers, has_body)
         {
-            let mut refusal = Refusal::new(v.status(), v.reason(), &route.name, v.detail());
+            let mut refusal = Refusal::new(v.status(), v.reason(), route_name, v.detail());
             if v == fw::Violation::Method {
                 let allow: Vec<&str> = filter
                     .allowed_methods()
@@ -572,7 +629,7 @@ impl FirewallRuntime {
             let key = RequestKey {
                 parts: &limiter.spec.key,
                 conn,
-                route: &route.name,
+                route: route_name,
                 headers: &head.headers,
             };
             match limiter.table.check(&key, now) {

@@ -93,7 +93,13 @@ pub fn plan(
             name: l.name.clone(),
             zone: l.zone.clone(),
             address: bound(&l.name).unwrap_or(l.address),
-            allowed: allowed(&l.zone),
+            // Behind the PROXY protocol the kernel sees the load balancer, not the client:
+            // such listeners are segmented in-process only.
+            allowed: if l.proxy_protocol.is_some() {
+                None
+            } else {
+                allowed(&l.zone)
+            },
         });
     }
     let mgmt = |name: &str, address: SocketAddr| PortRule {
@@ -124,23 +130,45 @@ pub fn plan(
     }
 }
 
-/// Whether the kernel's table matches `plan` closely enough: it exists and its input chain
-/// holds the expected number of rules.
+/// Whether the kernel's table still is what `plan` wants: both chains hold the rules they
+/// should, and every ban with more than a couple of seconds left is in its set.
 pub fn table_matches(nft_bin: &Path, plan: &KernelPlan) -> bool {
-    let Ok(text) = run_nft_args(
-        nft_bin,
-        &["-j", "list", "chain", "inet", &plan.table, nft::INPUT_CHAIN],
-        None,
-    ) else {
+    let Ok(text) = run_nft_args(nft_bin, &["-j", "list", "table", "inet", &plan.table], None)
+    else {
         return false;
     };
     let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
         return false;
     };
-    let rules = json["nftables"].as_array().map_or(0, |items| {
-        items.iter().filter(|i| i.get("rule").is_some()).count()
-    });
-    rules == nft::expected_rule_count(plan)
+    let items = json["nftables"].as_array().cloned().unwrap_or_default();
+    let rules_in = |chain: &str| {
+        items
+            .iter()
+            .filter(|i| i["rule"]["chain"].as_str() == Some(chain))
+            .count()
+    };
+    if rules_in(nft::INPUT_CHAIN) != nft::expected_rule_count(plan)
+        || rules_in("forward") != nft::expected_forward_rule_count(plan)
+    {
+        return false;
+    }
+    let mut banned = std::collections::HashSet::new();
+    for item in &items {
+        let set = &item["set"];
+        if !matches!(set["name"].as_str(), Some("banned4" | "banned6")) {
+            continue;
+        }
+        for elem in set["elem"].as_array().into_iter().flatten() {
+            let value = elem["elem"]["val"].as_str().or_else(|| elem.as_str());
+            if let Some(ip) = value.and_then(|v| v.parse::<IpAddr>().ok()) {
+                banned.insert(ip);
+            }
+        }
+    }
+    plan.bans
+        .iter()
+        .filter(|(_, left)| *left > Duration::from_secs(2))
+        .all(|(ip, _)| banned.contains(&rampart_firewall::canonical_ip(*ip)))
 }
 
 /// Bans found in an existing table (left by the process this one replaced), with the time

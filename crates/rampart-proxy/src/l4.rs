@@ -66,6 +66,18 @@ pub async fn relay(
     };
     if !rt.firewall.allows_pool(&info.zone, &pool.config.name) {
         tracing::debug!(listener = %info.listener, client = %info.client, zone = %info.zone, pool = %pool.config.name, "connection refused by the zone policy");
+        crate::firewall::count_block(&shared, "zone_policy");
+        crate::firewall::security_event(
+            &shared,
+            &rt.firewall,
+            &info,
+            crate::firewall::Event {
+                kind: rampart_firewall::EventKind::AclBlock,
+                reason: "zone_policy",
+                detail: &pool.config.name,
+                request_id: None,
+            },
+        );
         shared
             .metrics
             .errors

@@ -83,7 +83,11 @@ pub struct Shared {
     /// Bans in force; outlive reloads.
     pub bans: Arc<rampart_firewall::BanTable>,
     /// Changes for the nftables reconciler, when kernel enforcement is on.
-    kernel: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<kernel::KernelOp>>,
+    kernel: std::sync::OnceLock<tokio::sync::mpsc::Sender<kernel::KernelOp>>,
+    /// A change could not be queued: the reconciler applies the whole table.
+    kernel_dirty: std::sync::atomic::AtomicBool,
+    /// Security log lines allowed per source and event kind.
+    pub security_log_limit: rampart_firewall::KeyedLimiter,
     pub registry: upstream::Registry,
     pub sticky: StickySigner,
     pub request_ids: proxy::RequestIds,
@@ -109,12 +113,19 @@ impl Shared {
     /// Called for every new ban: updates the gauge (and, with kernel enforcement, the
     /// nftables ban set).
     pub fn ban_placed(&self, ban: &rampart_firewall::Ban) {
-        if let Some(tx) = self.kernel.get() {
-            let _ = tx.send(kernel::KernelOp::Ban(ban.ip, ban.remaining(Instant::now())));
+        self.kernel_send(kernel::KernelOp::Ban(ban.ip, ban.remaining(Instant::now())));
+        self.metrics.bans_active.set(self.bans.len() as i64);
+    }
+
+    /// Queues a change for the nftables reconciler; when the queue is full the next
+    /// reconcile applies the whole table instead.
+    fn kernel_send(&self, op: kernel::KernelOp) {
+        if let Some(tx) = self.kernel.get()
+            && tx.try_send(op).is_err()
+        {
+            self.kernel_dirty
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        self.metrics
-            .bans_active
-            .set(self.bans.list(Instant::now()).len() as i64);
     }
 
     /// Whether a client may use the admin API or the metrics endpoint, which belong to the
@@ -158,9 +169,7 @@ impl Shared {
                 }
             }
         }
-        self.metrics
-            .bans_active
-            .set(self.bans.list(now).len() as i64);
+        self.metrics.bans_active.set(self.bans.len() as i64);
     }
 
     /// The runtime a new request uses.
@@ -354,8 +363,10 @@ impl Proxy {
             metrics: metrics.clone(),
             access_log: ArcSwap::from_pointee(access_log),
             security_log: ArcSwap::from_pointee(security_log),
-            bans: Arc::new(rampart_firewall::BanTable::new()),
+            bans: Arc::new(rampart_firewall::BanTable::new(max_bans(&snapshot))),
             kernel: std::sync::OnceLock::new(),
+            kernel_dirty: std::sync::atomic::AtomicBool::new(false),
+            security_log_limit: firewall::security_log_limiter(),
             registry,
             sticky: StickySigner::new(&secret),
             request_ids: proxy::RequestIds::new(),
@@ -464,78 +475,83 @@ impl Proxy {
                 .unwrap_or_default()
         };
         let now = Instant::now();
-        let flat = rampart_firewall::BanPolicy {
-            factor: 1,
-            ..Default::default()
-        };
         for (ip, left) in kept {
-            self.shared.bans.ban(ip, left, "inherited", &flat, now);
+            self.shared.bans.set(ip, left, "inherited", now);
         }
         self.kernel_apply().await.map_err(ReloadError::Kernel)?;
         tracing::info!(table = %table, "nftables table applied");
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(KERNEL_QUEUE);
         let _ = self.shared.kernel.set(tx);
         let weak = Arc::downgrade(self);
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.tick().await;
             loop {
-                let op = tokio::select! {
+                let mut ops = Vec::new();
+                tokio::select! {
                     op = rx.recv() => match op {
-                        Some(op) => Some(op),
+                        Some(op) => ops.push(op),
                         None => return,
                     },
-                    _ = tick.tick() => None,
+                    _ = tick.tick() => {}
                 };
+                // Everything queued meanwhile goes in the same script.
+                while ops.len() < KERNEL_BATCH
+                    && let Ok(op) = rx.try_recv()
+                {
+                    ops.push(op);
+                }
                 let Some(proxy) = weak.upgrade() else { return };
                 let rt = proxy.shared.runtime.load_full();
                 let Some((nft_bin, table, _)) = kernel::settings(&rt.snapshot) else {
                     continue;
                 };
-                let single = match &op {
-                    Some(kernel::KernelOp::Ban(ip, left)) => {
-                        Some((rampart_firewall::nft::add_ban(&table, *ip, *left), true))
-                    }
-                    Some(kernel::KernelOp::Unban(ip)) => {
-                        // The element may have expired already: not an error.
-                        Some((rampart_firewall::nft::remove_ban(&table, *ip), false))
-                    }
-                    _ => None,
-                };
-                let whole = match single {
-                    Some((script, must)) => {
-                        let bin = nft_bin.clone();
-                        let done =
-                            tokio::task::spawn_blocking(move || kernel::run_nft(&bin, &script))
-                                .await
-                                .unwrap_or_else(|e| Err(e.to_string()));
-                        match done {
-                            Ok(()) => false,
-                            Err(e) if must => {
-                                tracing::warn!(error = %e, "nftables ban update failed; applying the whole table");
-                                true
+                let mut whole = proxy
+                    .shared
+                    .kernel_dirty
+                    .swap(false, std::sync::atomic::Ordering::Relaxed)
+                    || ops.iter().any(|op| matches!(op, kernel::KernelOp::Reapply));
+                if !whole && !ops.is_empty() {
+                    let script: String = ops
+                        .iter()
+                        .map(|op| match op {
+                            kernel::KernelOp::Ban(ip, left) => {
+                                rampart_firewall::nft::add_ban(&table, *ip, *left)
                             }
-                            Err(_) => false,
-                        }
+                            kernel::KernelOp::Unban(ip) => {
+                                rampart_firewall::nft::remove_ban(&table, *ip)
+                            }
+                            kernel::KernelOp::Reapply => String::new(),
+                        })
+                        .collect();
+                    let bin = nft_bin.clone();
+                    let done = tokio::task::spawn_blocking(move || kernel::run_nft(&bin, &script))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()));
+                    if let Err(e) = done {
+                        tracing::warn!(error = %e, "nftables ban update failed; applying the whole table");
+                        whole = true;
                     }
-                    None if op.is_some() => true,
-                    None => {
-                        let Some(plan) = proxy.kernel_plan() else {
-                            continue;
-                        };
-                        let bin = nft_bin.clone();
-                        let matches =
-                            tokio::task::spawn_blocking(move || kernel::table_matches(&bin, &plan))
-                                .await
-                                .unwrap_or(false);
-                        if !matches {
-                            tracing::warn!(table = %table, "nftables table missing or changed; applying it again");
-                        }
-                        !matches
+                } else if ops.is_empty() {
+                    let Some(plan) = proxy.kernel_plan() else {
+                        continue;
+                    };
+                    let bin = nft_bin.clone();
+                    let matches =
+                        tokio::task::spawn_blocking(move || kernel::table_matches(&bin, &plan))
+                            .await
+                            .unwrap_or(false);
+                    if !matches {
+                        tracing::warn!(table = %table, "nftables table missing or changed; applying it again");
+                        whole = true;
                     }
-                };
+                }
                 if whole && let Err(e) = proxy.kernel_apply().await {
                     tracing::error!(error = %e, "nftables table not applied; retrying at the next reconcile");
+                    proxy
+                        .shared
+                        .kernel_dirty
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         });
@@ -673,9 +689,8 @@ impl Proxy {
         }
         let next = Arc::new(next);
         self.shared.publish(next.clone());
-        if let Some(tx) = self.shared.kernel.get() {
-            let _ = tx.send(kernel::KernelOp::Reapply);
-        }
+        self.shared.bans.set_capacity(max_bans(&snapshot));
+        self.shared.kernel_send(kernel::KernelOp::Reapply);
         self.commit_listeners(&mut control, prepared).await;
         self.shared.registry.retain(&next.endpoints());
         for task in control.health.drain(..) {
@@ -1077,14 +1092,7 @@ impl Proxy {
             Some(detector) => detector
                 .manual_ban(&self.shared.bans, ip, ttl, now)
                 .map_err(|e| e.to_string())?,
-            None => {
-                let flat = rampart_firewall::BanPolicy {
-                    factor: 1,
-                    max_ban: ttl,
-                    ..Default::default()
-                };
-                self.shared.bans.ban(ip, ttl, "manual", &flat, now)
-            }
+            None => self.shared.bans.set(ip, ttl, "manual", now),
         };
         tracing::warn!(client = %ban.ip, ttl_s = ttl.as_secs(), "source banned by hand");
         let log = self.shared.security_log.load();
@@ -1102,9 +1110,7 @@ impl Proxy {
     pub fn unban(&self, ip: std::net::IpAddr) -> Option<BanView> {
         let now = Instant::now();
         let ban = self.shared.bans.unban(ip)?;
-        if let Some(tx) = self.shared.kernel.get() {
-            let _ = tx.send(kernel::KernelOp::Unban(ban.ip));
-        }
+        self.shared.kernel_send(kernel::KernelOp::Unban(ban.ip));
         tracing::warn!(client = %ban.ip, "ban lifted by hand");
         let log = self.shared.security_log.load();
         if log.enabled() {
@@ -1254,6 +1260,20 @@ fn inherited_sockets() -> Vec<InheritedSocket> {
         }
     }
     sockets
+}
+
+/// Ban changes queued for the nftables reconciler at most; beyond, it re-applies the table.
+const KERNEL_QUEUE: usize = 4096;
+
+/// Ops sent to nft in one script at most.
+const KERNEL_BATCH: usize = 1024;
+
+fn max_bans(snapshot: &Snapshot) -> usize {
+    snapshot
+        .firewall
+        .ips
+        .as_ref()
+        .map_or(rampart_firewall::DEFAULT_MAX_BANS, |i| i.max_bans)
 }
 
 fn build_access_log(config: &AccessLog, metrics: &Arc<Metrics>) -> Result<AccessLogger, String> {

@@ -113,6 +113,7 @@ pub struct Metrics {
     pub scenario_triggers: Family<NameLabels, Counter>,
     pub bans_active: Gauge,
     pub security_log_dropped: Counter,
+    pub security_log_suppressed: Counter,
     pub kernel_applies: Family<OutcomeLabels, Counter>,
 }
 
@@ -146,6 +147,7 @@ impl Metrics {
             scenario_triggers: Family::default(),
             bans_active: Gauge::default(),
             security_log_dropped: Counter::default(),
+            security_log_suppressed: Counter::default(),
             kernel_applies: Family::default(),
             registry: Registry::default(),
         };
@@ -278,6 +280,11 @@ impl Metrics {
             "rampart_security_log_dropped",
             "Security log lines dropped because the writer fell behind",
             m.security_log_dropped.clone(),
+        );
+        registry.register(
+            "rampart_security_log_suppressed",
+            "Security log lines not written because one source sent more than 5 per second of one kind (after a burst of 20)",
+            m.security_log_suppressed.clone(),
         );
         registry.register(
             "rampart_firewall_kernel_applies",

@@ -109,6 +109,17 @@ pub async fn handle(
     let shared = &connection.shared;
     let conn = &connection.info;
     let rt = shared.request_runtime();
+    // A source banned while this connection was open: no more answers on it.
+    if shared.bans.banned(conn.client.ip(), start).is_some() {
+        crate::firewall::count_block(shared, "banned");
+        let mut refusal =
+            crate::firewall::Refusal::new(StatusCode::FORBIDDEN, "banned", "", "source is banned")
+                .into_response();
+        refusal
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(refusal);
+    }
     let request_id = match req.headers().get(&headers::X_REQUEST_ID) {
         Some(v) if headers::acceptable_request_id(v) => v.clone(),
         _ => shared.request_ids.next(),
@@ -412,13 +423,17 @@ async fn proxy(
         outcome.host = host.to_string();
     }
 
-    // Route.
+    // Route, on the path as the backend will resolve it, so `/x/../admin` or `/%61dmin` meet
+    // the rules of the `/admin` route.
+    let raw_path = parts.uri.path();
+    let normalized = rampart_firewall::content::needs_normalizing(raw_path)
+        .then(|| rampart_firewall::content::normalize_path(raw_path));
     let route_index = router::select(
         &rt.snapshot.routes,
         &RouteInput {
             listener: &conn.listener,
             host: &host,
-            path: parts.uri.path(),
+            path: normalized.as_deref().unwrap_or(raw_path),
             method: &parts.method,
             headers: &parts.headers,
         },
@@ -430,10 +445,13 @@ async fn proxy(
     outcome.pool = Some(route.pool);
     match rt.firewall.check_request(
         conn,
-        route_index,
-        route,
-        &pool.config.name,
+        crate::firewall::RouteRef {
+            index: route_index,
+            name: &route.name,
+            pool: &pool.config.name,
+        },
         &parts,
+        !body.is_end_stream(),
         Instant::now(),
     ) {
         Ok(rate) => outcome.rate_headers = rate,

@@ -345,7 +345,7 @@ pub async fn accept_loop(
                 Some("banned")
             } else {
                 firewall
-                    .admit_connection(&info.listener, &info.zone, client.ip(), now)
+                    .admit_connection(&info.listener, &listener_zone, &info.zone, client.ip(), now)
                     .err()
             };
             if let Some(reason) = refused {

@@ -664,6 +664,11 @@ name = "web"
 address = "0.0.0.0:8080"
 limits = {{ header_read_timeout = "3s", body_read_timeout = "3s" }}
 
+[[listeners]]
+name = "ops"
+address = "0.0.0.0:9090"
+zone = "mgmt"
+
 [[firewall.zones]]
 name = "mgmt"
 sources = ["10.77.2.0/24"]
@@ -748,6 +753,9 @@ fn slowloris_and_slow_bodies_get_the_attacker_banned_while_others_are_served() {
         get(&public, "10.77.1.1:9091", "/api/v1/bans"),
         Reply::Closed
     );
+    // So does a listener of the mgmt zone, in-process.
+    assert_eq!(get(&mgmt, "10.77.2.1:9090", "/hello"), Reply::Status(200));
+    assert_eq!(get(&public, "10.77.1.1:9090", "/hello"), Reply::Closed);
 
     // The normal client's usual latency.
     let baseline = steady_client(&mgmt, "10.77.2.1:8080", Duration::from_secs(2));
