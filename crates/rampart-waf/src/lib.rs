@@ -1,0 +1,17 @@
+//! Rampart's web application firewall.
+//!
+//! SecLang, the rule language of ModSecurity and Coraza, read and run natively so that the
+//! OWASP Core Rule Set works unchanged. This crate does no IO and has no unsafe code: callers
+//! hand it rule text (with a resolver for `Include` and data files) and request data.
+//!
+//! - [`parser`]: rule files → directives (quoting, line continuations, positions), and the
+//!   parts of a rule: variables, operator, actions.
+
+#![forbid(unsafe_code)]
+
+pub mod parser;
+
+pub use parser::{
+    Action, Directive, Operator, Origin, ParseError, VariableKey, VariableSpec, parse_actions,
+    parse_operator, parse_variables, split_directives,
+};
