@@ -6,12 +6,15 @@
 //!
 //! - [`parser`]: rule files → directives (quoting, line continuations, positions), and the
 //!   parts of a rule: variables, operator, actions.
+//! - [`transform`]: the transformations (`t:`) over bytes.
 
 #![forbid(unsafe_code)]
 
 pub mod parser;
+pub mod transform;
 
 pub use parser::{
     Action, Directive, Operator, Origin, ParseError, VariableKey, VariableSpec, parse_actions,
     parse_operator, parse_variables, split_directives,
 };
+pub use transform::{Transform, apply_all};
