@@ -7,12 +7,16 @@
 //! - [`parser`]: rule files → directives (quoting, line continuations, positions), and the
 //!   parts of a rule: variables, operator, actions.
 //! - [`transform`]: the transformations (`t:`) over bytes.
+//! - [`operator`]: operators compiled once (regexes, phrase automata, address sets) and
+//!   evaluated per value.
 
 #![forbid(unsafe_code)]
 
+pub mod operator;
 pub mod parser;
 pub mod transform;
 
+pub use operator::{CompiledOperator, Expand, NoMacros, OpMatch};
 pub use parser::{
     Action, Directive, Operator, Origin, ParseError, VariableKey, VariableSpec, parse_actions,
     parse_operator, parse_variables, split_directives,

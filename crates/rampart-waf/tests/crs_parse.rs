@@ -1,9 +1,12 @@
 //! Every directive of the OWASP Core Rule Set v4 (`../shared/crs`) and, when installed, of
-//! Debian's `modsecurity-crs` (v3.3) parses: rule parts included.
+//! Debian's `modsecurity-crs` (v3.3) parses, rule parts included, and every CRS v4 operator
+//! compiles (regexes, phrase files, address lists).
 
 use std::path::{Path, PathBuf};
 
-use rampart_waf::{parse_actions, parse_operator, parse_variables, split_directives};
+use rampart_waf::{
+    CompiledOperator, parse_actions, parse_operator, parse_variables, split_directives,
+};
 
 fn crs_v4() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs")
@@ -46,8 +49,17 @@ fn parse_all(files: &[PathBuf]) -> (usize, usize) {
                             d.args.len()
                         ))
                     } else {
+                        let dir = file.parent().unwrap().to_path_buf();
+                        let data = move |name: &str| {
+                            std::fs::read_to_string(dir.join(name))
+                                .map_err(|e| format!("{name}: {e}"))
+                        };
                         check(parse_variables(&d.args[0]).map(|_| ()))
                             .and_then(|_| check(parse_operator(&d.args[1]).map(|_| ())))
+                            .and_then(|_| {
+                                let op = parse_operator(&d.args[1]).expect("parsed above");
+                                check(CompiledOperator::compile(&op, &data).map(|_| ()))
+                            })
                             .and_then(|_| match d.args.get(2) {
                                 Some(a) => check(parse_actions(a).map(|_| ())),
                                 None => Ok(()),
