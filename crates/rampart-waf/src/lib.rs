@@ -7,6 +7,8 @@
 //! - [`parser`]: rule files → directives (quoting, line continuations, positions), and the
 //!   parts of a rule: variables, operator, actions.
 //! - [`transform`]: the transformations (`t:`) over bytes.
+//! - [`rules`]: directives compiled into a rule set (phases, chains, markers, defaults,
+//!   updates and removals, engine settings), `Include` through the caller's [`rules::Sources`].
 //! - [`operator`]: operators compiled once (regexes, phrase automata, address sets) and
 //!   evaluated per value.
 
@@ -14,6 +16,7 @@
 
 pub mod operator;
 pub mod parser;
+pub mod rules;
 pub mod transform;
 
 pub use operator::{CompiledOperator, Expand, NoMacros, OpMatch};
@@ -21,4 +24,5 @@ pub use parser::{
     Action, Directive, Operator, Origin, ParseError, VariableKey, VariableSpec, parse_actions,
     parse_operator, parse_variables, split_directives,
 };
+pub use rules::{RuleSet, Sources, compile};
 pub use transform::{Transform, apply_all};

@@ -103,3 +103,70 @@ fn debian_crs_v3_parses() {
     let (_, rules) = parse_all(&files);
     assert!(rules >= 500, "{rules} rules in Debian's CRS");
 }
+
+/// Rule files from a directory, `Include` globs on the file name (`rules/*.conf`).
+struct Dir(PathBuf);
+
+impl rampart_waf::Sources for Dir {
+    fn include(&self, pattern: &str, _from: &str) -> Result<Vec<(String, String)>, String> {
+        let path = self.0.join(pattern);
+        let dir = path.parent().ok_or("no directory")?.to_path_buf();
+        let name = path
+            .file_name()
+            .ok_or("no file name")?
+            .to_string_lossy()
+            .into_owned();
+        let (prefix, suffix) = name.split_once('*').unwrap_or((&name, ""));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                if name.contains('*') {
+                    n.starts_with(prefix) && n.ends_with(suffix)
+                } else {
+                    n == name
+                }
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| {
+                std::fs::read_to_string(&p)
+                    .map(|t| (p.display().to_string(), t))
+                    .map_err(|e| format!("{}: {e}", p.display()))
+            })
+            .collect()
+    }
+
+    fn data(&self, name: &str, from: &str) -> Result<String, String> {
+        let dir = Path::new(from).parent().unwrap_or(&self.0);
+        std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"))
+    }
+}
+
+#[test]
+fn crs_v4_compiles_into_a_rule_set() {
+    let main = "SecRuleEngine DetectionOnly\nSecRequestBodyAccess On\n\
+                Include crs-setup.conf.example\nInclude rules/*.conf\n";
+    let set =
+        rampart_waf::compile(main, "main.conf", &Dir(crs_v4())).unwrap_or_else(|e| panic!("{e}"));
+    let rules = set.rules().count();
+    assert!(rules >= 500, "{rules} rules");
+    for id in [920100, 942100, 941100, 949110, 980170] {
+        assert!(set.rule(id).is_some(), "rule {id} missing");
+    }
+    assert!(set.defaults.contains_key(&1) && set.defaults.contains_key(&2));
+}
+
+#[test]
+#[ignore = "needs Debian's modsecurity-crs package (scripts/test installs it)"]
+fn debian_crs_v3_compiles_into_a_rule_set() {
+    let root = PathBuf::from("/usr/share/modsecurity-crs");
+    let setup = std::fs::read_to_string("/etc/modsecurity/crs/crs-setup.conf").unwrap_or_default();
+    let main = format!("SecRuleEngine DetectionOnly\n{setup}\nInclude rules/*.conf\n");
+    let set =
+        rampart_waf::compile(&main, "main.conf", &Dir(root)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(set.rules().count() >= 400);
+}
