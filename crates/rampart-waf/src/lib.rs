@@ -7,6 +7,8 @@
 //! - [`parser`]: rule files → directives (quoting, line continuations, positions), and the
 //!   parts of a rule: variables, operator, actions.
 //! - [`transform`]: the transformations (`t:`) over bytes.
+//! - [`engine`]: a transaction run through a rule set phase by phase (variables, chains,
+//!   actions, macros, anomaly scoring, runtime `ctl`, interventions, audit messages).
 //! - [`rules`]: directives compiled into a rule set (phases, chains, markers, defaults,
 //!   updates and removals, engine settings), `Include` through the caller's [`rules::Sources`].
 //! - [`operator`]: operators compiled once (regexes, phrase automata, address sets) and
@@ -14,11 +16,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod engine;
 pub mod operator;
 pub mod parser;
 pub mod rules;
 pub mod transform;
 
+pub use engine::{Intervention, Message, RequestHead, Transaction};
 pub use operator::{CompiledOperator, Expand, NoMacros, OpMatch};
 pub use parser::{
     Action, Directive, Operator, Origin, ParseError, VariableKey, VariableSpec, parse_actions,

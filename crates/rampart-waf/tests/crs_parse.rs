@@ -170,3 +170,50 @@ fn debian_crs_v3_compiles_into_a_rule_set() {
         rampart_waf::compile(&main, "main.conf", &Dir(root)).unwrap_or_else(|e| panic!("{e}"));
     assert!(set.rules().count() >= 400);
 }
+
+fn crs_transaction<'r>(set: &'r rampart_waf::RuleSet, uri: &str) -> rampart_waf::Transaction<'r> {
+    let head = rampart_waf::RequestHead {
+        method: "GET".into(),
+        uri: uri.into(),
+        protocol: "HTTP/1.1".into(),
+        headers: vec![
+            ("Host".into(), b"localhost".to_vec()),
+            (
+                "User-Agent".into(),
+                b"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0".to_vec(),
+            ),
+            ("Accept".into(), b"text/html,application/xhtml+xml".to_vec()),
+        ],
+        remote_addr: "192.0.2.10".parse().unwrap(),
+        remote_port: 40000,
+        unique_id: "t1".into(),
+    };
+    let mut t = rampart_waf::Transaction::new(set, head);
+    t.process_request_headers();
+    t.process_request_body(b"");
+    t
+}
+
+#[test]
+fn crs_v4_scores_an_attack_and_passes_a_plain_request() {
+    let main = "SecRuleEngine On\nSecRequestBodyAccess On\n\
+                Include crs-setup.conf.example\nInclude rules/*.conf\n";
+    let set =
+        rampart_waf::compile(main, "main.conf", &Dir(crs_v4())).unwrap_or_else(|e| panic!("{e}"));
+    let plain = crs_transaction(&set, "/search?q=hello+world&page=2");
+    assert!(plain.intervention().is_none(), "{:?}", plain.messages());
+    let attack = crs_transaction(
+        &set,
+        "/item?id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+    );
+    let ids: Vec<u64> = attack.messages().iter().map(|m| m.rule_id).collect();
+    assert!(
+        ids.iter().any(|id| (942000..943000).contains(id)),
+        "no SQLi rule in {ids:?}"
+    );
+    assert!(
+        ids.contains(&949110),
+        "no inbound anomaly verdict in {ids:?}"
+    );
+    assert_eq!(attack.intervention().map(|i| i.rule_id), Some(949110));
+}

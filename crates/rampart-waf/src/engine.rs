@@ -1,0 +1,1023 @@
+//! A transaction: one request (and its response) run through a [`RuleSet`] phase by phase,
+//! with ModSecurity v3's evaluation semantics:
+//!
+//! - a rule's variables are resolved (keys, `/regex/` keys, `!` exclusions, `&` counts), each
+//!   value transformed by the rule's chain (`multiMatch`: the operator also runs after every
+//!   step), and the operator run on it;
+//! - for every matching value, `MATCHED_VAR(S)` are updated, `capture` fills `TX:0`–`TX:9`, and
+//!   the rule's non-disruptive actions run (`setvar`, `ctl`) — so a rule matching three
+//!   arguments scores three times, as in ModSecurity;
+//! - a chain goes on to its next link only when the link before matched; the disruptive action,
+//!   `skip`/`skipAfter` and the log message belong to the full match of the whole chain;
+//! - `block` takes the disruptive action of the phase's `SecDefaultAction`; in DetectionOnly
+//!   mode nothing is disrupted, but everything is evaluated and logged.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::operator::Expand;
+use crate::parser::{VariableKey, VariableSpec};
+use crate::rules::{
+    AllowScope, Ctl, Disruptive, EngineMode, Entry, IdRange, Rule, RuleActions, RuleSet, SetVar,
+};
+use crate::transform::Transform;
+
+/// The request line and head of a transaction.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: String,
+    /// The request target as received (`/a/b?x=1`).
+    pub uri: String,
+    pub protocol: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub remote_addr: IpAddr,
+    pub remote_port: u16,
+    pub unique_id: String,
+}
+
+/// A message for the audit log: one per logged full match of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub rule_id: u64,
+    pub msg: String,
+    pub data: String,
+    /// What matched, ModSecurity's way: `Matched "Operator `Rx' with parameter … against
+    /// variable `ARGS:q' (Value: `…' )`.
+    pub matched: String,
+    pub file: String,
+    pub line: usize,
+    pub severity: Option<u8>,
+    pub ver: String,
+    pub rev: String,
+    pub tags: Vec<String>,
+    pub maturity: String,
+    pub accuracy: String,
+}
+
+/// A decision to stop the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intervention {
+    pub rule_id: u64,
+    pub status: u16,
+    /// Close the connection without an answer.
+    pub drop: bool,
+    pub redirect: Option<String>,
+}
+
+/// One resolved value of a variable.
+#[derive(Debug, Clone)]
+struct Value {
+    /// `ARGS:q`, `REQUEST_HEADERS:Host`, `TX:score`, …
+    name: String,
+    data: Vec<u8>,
+}
+
+/// Collections of the transaction (keys kept as received, compared case-insensitively).
+#[derive(Debug, Default, Clone)]
+struct Collection(Vec<(String, Vec<u8>)>);
+
+impl Collection {
+    fn push(&mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) {
+        self.0.push((key.into(), value.into()));
+    }
+}
+
+/// Longest value a `setvar` may build (anomaly scores and flags are short; this bounds
+/// hostile macro growth).
+const MAX_TX_VALUE: usize = 64 * 1024;
+
+/// Matched values remembered for `MATCHED_VARS` per rule.
+const MAX_MATCHED: usize = 1024;
+
+pub struct Transaction<'r> {
+    rules: &'r RuleSet,
+    head: RequestHead,
+    mode: EngineMode,
+    tx: HashMap<String, Vec<u8>>,
+    args_get: Collection,
+    args_post: Collection,
+    headers: Collection,
+    cookies: Collection,
+    request_body: Vec<u8>,
+    reqbody_processor: Option<String>,
+    reqbody_error: Option<String>,
+    response_status: Option<u16>,
+    response_headers: Collection,
+    response_body: Vec<u8>,
+    matched_var: Option<Value>,
+    matched_vars: Vec<Value>,
+    removed: Vec<IdRange>,
+    removed_tags: Vec<String>,
+    removed_targets: Vec<(Removal, VariableSpec)>,
+    allowed: Option<AllowScope>,
+    messages: Vec<Message>,
+    intervention: Option<Intervention>,
+}
+
+#[derive(Debug, Clone)]
+enum Removal {
+    Ids(Vec<IdRange>),
+    Tag(String),
+}
+
+impl<'r> Transaction<'r> {
+    pub fn new(rules: &'r RuleSet, head: RequestHead) -> Self {
+        let mut t = Transaction {
+            rules,
+            mode: rules.settings.mode,
+            tx: HashMap::new(),
+            args_get: Collection::default(),
+            args_post: Collection::default(),
+            headers: Collection::default(),
+            cookies: Collection::default(),
+            request_body: Vec::new(),
+            reqbody_processor: None,
+            reqbody_error: None,
+            response_status: None,
+            response_headers: Collection::default(),
+            response_body: Vec::new(),
+            matched_var: None,
+            matched_vars: Vec::new(),
+            removed: Vec::new(),
+            removed_tags: Vec::new(),
+            removed_targets: Vec::new(),
+            allowed: None,
+            messages: Vec::new(),
+            intervention: None,
+            head,
+        };
+        let query = t.head.uri.split_once('?').map(|(_, q)| q.to_string());
+        if let Some(q) = query {
+            t.args_get = parse_urlencoded(q.as_bytes(), rules.settings.argument_separator);
+        }
+        for (name, value) in t.head.headers.clone() {
+            if name.eq_ignore_ascii_case("cookie") {
+                for part in value.split(|&b| b == b';') {
+                    let part = trim_bytes(part);
+                    if part.is_empty() {
+                        continue;
+                    }
+                    let (k, v) = match part.iter().position(|&b| b == b'=') {
+                        Some(at) => (&part[..at], &part[at + 1..]),
+                        None => (part, &b""[..]),
+                    };
+                    t.cookies
+                        .push(String::from_utf8_lossy(k).into_owned(), v.to_vec());
+                }
+            }
+            t.headers.push(name, value);
+        }
+        t
+    }
+
+    /// Messages logged so far.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The decision to stop, once a rule made one (never in DetectionOnly mode).
+    pub fn intervention(&self) -> Option<&Intervention> {
+        self.intervention.as_ref()
+    }
+
+    /// A `TX` variable, for callers and tests.
+    pub fn tx(&self, name: &str) -> Option<&[u8]> {
+        self.tx.get(&name.to_ascii_lowercase()).map(Vec::as_slice)
+    }
+
+    /// Phase 1: request headers.
+    pub fn process_request_headers(&mut self) {
+        self.run_phase(1);
+    }
+
+    /// Phase 2 with the request body (read in full, up to the body limit, by the caller).
+    pub fn process_request_body(&mut self, body: &[u8]) {
+        self.request_body = body.to_vec();
+        let content_type = self
+            .header("content-type")
+            .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
+            .unwrap_or_default();
+        if self.rules.settings.request_body_access && !body.is_empty() {
+            let processor = self.reqbody_processor.clone().unwrap_or_else(|| {
+                if content_type.starts_with("application/x-www-form-urlencoded") {
+                    "URLENCODED".into()
+                } else {
+                    String::new()
+                }
+            });
+            if processor == "URLENCODED" {
+                self.args_post = parse_urlencoded(body, self.rules.settings.argument_separator);
+                self.reqbody_processor = Some(processor);
+            } else if !processor.is_empty() {
+                self.reqbody_processor = Some(processor);
+            }
+        }
+        self.run_phase(2);
+    }
+
+    /// Phase 3: response status and headers.
+    pub fn process_response_headers(&mut self, status: u16, headers: &[(String, Vec<u8>)]) {
+        self.response_status = Some(status);
+        for (k, v) in headers {
+            self.response_headers.push(k.clone(), v.clone());
+        }
+        self.run_phase(3);
+    }
+
+    /// Phase 4 with the response body (as far as it is inspected).
+    pub fn process_response_body(&mut self, body: &[u8]) {
+        self.response_body = body.to_vec();
+        self.run_phase(4);
+    }
+
+    /// Phase 5: logging.
+    pub fn process_logging(&mut self) {
+        self.run_phase(5);
+    }
+
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn run_phase(&mut self, phase: u8) {
+        if self.mode == EngineMode::Off || self.intervention.is_some() {
+            return;
+        }
+        match self.allowed {
+            Some(AllowScope::All) => return,
+            Some(AllowScope::Request) if phase <= 2 => return,
+            Some(AllowScope::Phase) => self.allowed = None,
+            _ => {}
+        }
+        let rules = self.rules;
+        let entries = &rules.phases[usize::from(phase) - 1];
+        let mut skip = 0u32;
+        let mut skip_after: Option<String> = None;
+        for entry in entries {
+            let rule = match entry {
+                Entry::Marker(name) => {
+                    if skip_after.as_deref() == Some(name.as_str()) {
+                        skip_after = None;
+                    }
+                    continue;
+                }
+                Entry::Rule(rule) => rule,
+            };
+            if skip_after.is_some() {
+                continue;
+            }
+            if skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            if self.is_removed(rule) {
+                continue;
+            }
+            self.matched_vars.clear();
+            if self.evaluate_chain(rule, rule) {
+                let actions = &rule.actions;
+                self.log_match(rule);
+                self.disrupt(rule, phase);
+                if let Some(n) = actions.skip {
+                    skip = n;
+                }
+                if let Some(marker) = &actions.skip_after {
+                    skip_after = Some(marker.clone());
+                }
+            }
+            if self.intervention.is_some()
+                || matches!(self.allowed, Some(AllowScope::All | AllowScope::Phase))
+            {
+                break;
+            }
+            if matches!(self.allowed, Some(AllowScope::Request)) && phase <= 2 {
+                break;
+            }
+        }
+        if matches!(self.allowed, Some(AllowScope::Phase)) {
+            self.allowed = None;
+        }
+    }
+
+    fn is_removed(&self, rule: &Rule) -> bool {
+        let id = rule.id();
+        self.removed.iter().any(|r| r.contains(id))
+            || self
+                .removed_tags
+                .iter()
+                .any(|t| rule.actions.tags.iter().any(|rt| rt == t))
+    }
+
+    /// Evaluates `link` (a rule or a later link of `head`'s chain) and the rest of the chain.
+    fn evaluate_chain(&mut self, head: &Rule, link: &Rule) -> bool {
+        if !self.evaluate_link(head, link) {
+            return false;
+        }
+        match &link.chained {
+            None => true,
+            Some(next) => self.evaluate_chain(head, next),
+        }
+    }
+
+    /// The transformations of a link: the phase's default ones unless the link resets them.
+    fn transforms(&self, head: &Rule, link: &Rule) -> Vec<Transform> {
+        if link.actions.transforms_reset {
+            return link.actions.transforms.clone();
+        }
+        let mut chain = self
+            .rules
+            .defaults
+            .get(&head.phase())
+            .map(|d| d.transforms.clone())
+            .unwrap_or_default();
+        chain.extend(link.actions.transforms.iter().copied());
+        chain
+    }
+
+    fn evaluate_link(&mut self, head: &Rule, link: &Rule) -> bool {
+        let Some(operator) = &link.operator else {
+            // SecAction: always matches.
+            self.run_actions(&link.actions);
+            return true;
+        };
+        let values = self.resolve(head, &link.variables);
+        let transforms = self.transforms(head, link);
+        let mut matched = false;
+        for value in values {
+            let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
+            if link.actions.multi_match {
+                let mut current = Cow::Borrowed(value.data.as_slice());
+                candidates.push(current.clone());
+                for t in &transforms {
+                    if let Some(next) = t.apply(&current) {
+                        current = Cow::Owned(next);
+                        candidates.push(current.clone());
+                    }
+                }
+            } else {
+                candidates.push(crate::transform::apply_all(&value.data, &transforms));
+            }
+            for candidate in candidates {
+                let found = operator.eval(&candidate, &Macros(self));
+                let Some(found) = found else { continue };
+                matched = true;
+                let matched_value = Value {
+                    name: value.name.clone(),
+                    data: candidate.to_vec(),
+                };
+                if link.actions.capture {
+                    for (i, c) in found.captures.iter().enumerate() {
+                        self.tx.insert(i.to_string(), c.clone());
+                    }
+                }
+                self.matched_var = Some(matched_value.clone());
+                if self.matched_vars.len() < MAX_MATCHED {
+                    self.matched_vars.push(matched_value);
+                }
+                self.run_actions(&link.actions);
+                if !link.actions.multi_match {
+                    break;
+                }
+            }
+        }
+        matched
+    }
+
+    /// Non-disruptive actions of one match.
+    fn run_actions(&mut self, actions: &RuleActions) {
+        for setvar in &actions.setvars {
+            self.setvar(setvar);
+        }
+        for ctl in &actions.ctls {
+            match ctl {
+                Ctl::RuleEngine(mode) => self.mode = *mode,
+                Ctl::RuleRemoveById(ranges) => self.removed.extend(ranges.iter().copied()),
+                Ctl::RuleRemoveByTag(tag) => self.removed_tags.push(tag.clone()),
+                Ctl::RuleRemoveTargetById(ranges, targets) => {
+                    for t in targets {
+                        self.removed_targets
+                            .push((Removal::Ids(ranges.clone()), t.clone()));
+                    }
+                }
+                Ctl::RuleRemoveTargetByTag(tag, targets) => {
+                    for t in targets {
+                        self.removed_targets
+                            .push((Removal::Tag(tag.clone()), t.clone()));
+                    }
+                }
+                Ctl::RequestBodyProcessor(p) => self.reqbody_processor = Some(p.clone()),
+                _ => {}
+            }
+        }
+    }
+
+    fn setvar(&mut self, setvar: &SetVar) {
+        let (collection, name) = match setvar {
+            SetVar::Set {
+                collection, name, ..
+            }
+            | SetVar::Add {
+                collection, name, ..
+            }
+            | SetVar::Sub {
+                collection, name, ..
+            }
+            | SetVar::Delete { collection, name } => (collection, name),
+        };
+        if collection != "tx" {
+            // Persistent collections (ip, session, …) are not kept.
+            return;
+        }
+        let key = self.expand(name).to_ascii_lowercase();
+        match setvar {
+            SetVar::Delete { .. } => {
+                self.tx.remove(&key);
+            }
+            SetVar::Set { value, .. } => {
+                let mut v = self.expand(value).into_owned().into_bytes();
+                v.truncate(MAX_TX_VALUE);
+                self.tx.insert(key, v);
+            }
+            SetVar::Add { value, .. } | SetVar::Sub { value, .. } => {
+                let delta = to_number(self.expand(value).as_bytes());
+                let current = self.tx.get(&key).map_or(0, |v| to_number(v));
+                let next = if matches!(setvar, SetVar::Add { .. }) {
+                    current.saturating_add(delta)
+                } else {
+                    current.saturating_sub(delta)
+                };
+                self.tx.insert(key, next.to_string().into_bytes());
+            }
+        }
+    }
+
+    fn log_match(&mut self, rule: &Rule) {
+        let a = &rule.actions;
+        let logs = a.log.unwrap_or_else(|| {
+            self.rules
+                .defaults
+                .get(&rule.phase())
+                .and_then(|d| d.log)
+                .unwrap_or(true)
+        });
+        if !logs {
+            return;
+        }
+        // msg and logdata may sit on any link of a chain (CRS puts them on the first).
+        let msg = a
+            .msg
+            .as_deref()
+            .map(|m| self.expand(m).into_owned())
+            .unwrap_or_default();
+        let data = a
+            .logdata
+            .as_deref()
+            .map(|d| self.expand(d).into_owned())
+            .unwrap_or_default();
+        let matched = match (&self.matched_var, &rule.operator) {
+            (Some(v), Some(op)) => format!(
+                "Matched \"Operator `{}' with parameter `{}' against variable `{}' (Value: `{}' )",
+                capitalize(&op.name),
+                truncate(&op.argument, 128),
+                v.name,
+                truncate(&String::from_utf8_lossy(&v.data), 128)
+            ),
+            _ => "Matched \"Operator `Unconditional' with parameter `' against variable `' (Value: `' )".into(),
+        };
+        self.messages.push(Message {
+            rule_id: rule.id(),
+            msg,
+            data,
+            matched,
+            file: rule.origin.file.to_string(),
+            line: rule.origin.line,
+            severity: a.severity,
+            ver: a.ver.clone().unwrap_or_default(),
+            rev: a.rev.clone().unwrap_or_default(),
+            tags: a.tags.clone(),
+            maturity: a.maturity.clone().unwrap_or_default(),
+            accuracy: a.accuracy.clone().unwrap_or_default(),
+        });
+    }
+
+    fn disrupt(&mut self, rule: &Rule, phase: u8) {
+        let mut action = rule.actions.disruptive.clone();
+        let mut status = rule.actions.status;
+        if matches!(action, Some(Disruptive::Block)) {
+            let default = self.rules.defaults.get(&phase);
+            action = default.and_then(|d| d.disruptive.clone());
+            status = status.or_else(|| default.and_then(|d| d.status));
+        }
+        let Some(action) = action else { return };
+        if let Disruptive::Allow(scope) = action {
+            if self.mode == EngineMode::On {
+                self.allowed = Some(scope);
+            }
+            return;
+        }
+        if self.mode != EngineMode::On {
+            return;
+        }
+        self.intervention = match action {
+            Disruptive::Deny => Some(Intervention {
+                rule_id: rule.id(),
+                status: status.unwrap_or(403),
+                drop: false,
+                redirect: None,
+            }),
+            Disruptive::Drop => Some(Intervention {
+                rule_id: rule.id(),
+                status: status.unwrap_or(403),
+                drop: true,
+                redirect: None,
+            }),
+            Disruptive::Redirect(to) => Some(Intervention {
+                rule_id: rule.id(),
+                status: status.filter(|s| (300..400).contains(s)).unwrap_or(302),
+                drop: false,
+                redirect: Some(self.expand(&to).into_owned()),
+            }),
+            Disruptive::Pass | Disruptive::Block | Disruptive::Allow(_) => None,
+        };
+    }
+
+    /// Resolves a link's variable list into values, exclusions and removed targets applied.
+    fn resolve(&self, head: &Rule, specs: &[VariableSpec]) -> Vec<Value> {
+        let mut excluded: Vec<&VariableSpec> = specs.iter().filter(|s| s.exclude).collect();
+        for (removal, target) in &self.removed_targets {
+            let applies = match removal {
+                Removal::Ids(ranges) => ranges.iter().any(|r| r.contains(head.id())),
+                Removal::Tag(tag) => head.actions.tags.iter().any(|t| t == tag),
+            };
+            if applies {
+                excluded.push(target);
+            }
+        }
+        let mut out = Vec::new();
+        for spec in specs.iter().filter(|s| !s.exclude) {
+            let values = self.values_of(spec, &excluded);
+            if spec.count {
+                out.push(Value {
+                    name: format!("&{}", spec.name),
+                    data: values.len().to_string().into_bytes(),
+                });
+            } else {
+                out.extend(values);
+            }
+        }
+        out
+    }
+
+    fn values_of(&self, spec: &VariableSpec, excluded: &[&VariableSpec]) -> Vec<Value> {
+        let keep = |collection: &str, key: &str| {
+            !excluded.iter().any(|x| {
+                x.name == collection
+                    && match &x.key {
+                        None => true,
+                        Some(VariableKey::Name(k)) => k.eq_ignore_ascii_case(key),
+                        Some(VariableKey::Regex(re)) => {
+                            crate::operator::compile_regex(&format!("(?i){re}"))
+                                .is_ok_and(|r| r.is_match(key.as_bytes()))
+                        }
+                    }
+            })
+        };
+        let key_matches = |key: &str| match &spec.key {
+            None => true,
+            Some(VariableKey::Name(k)) => k.eq_ignore_ascii_case(key),
+            Some(VariableKey::Regex(re)) => crate::operator::compile_regex(&format!("(?i){re}"))
+                .is_ok_and(|r| r.is_match(key.as_bytes())),
+        };
+        let name = spec.name.as_str();
+        let from = |collection: &Collection, names: bool, label: &str| -> Vec<Value> {
+            collection
+                .0
+                .iter()
+                .filter(|(k, _)| key_matches(k) && keep(label, k))
+                .map(|(k, v)| Value {
+                    name: format!("{label}:{k}"),
+                    data: if names {
+                        k.clone().into_bytes()
+                    } else {
+                        v.clone()
+                    },
+                })
+                .collect()
+        };
+        let single = |data: Vec<u8>| {
+            vec![Value {
+                name: name.to_string(),
+                data,
+            }]
+        };
+        let both = || {
+            let mut all = self.args_get.clone();
+            all.0.extend(self.args_post.0.iter().cloned());
+            all
+        };
+        match name {
+            "ARGS" => {
+                let mut v = from(&self.args_get, false, "ARGS");
+                v.extend(from(&self.args_post, false, "ARGS"));
+                v
+            }
+            "ARGS_NAMES" => from(&both(), true, "ARGS_NAMES"),
+            "ARGS_GET" => from(&self.args_get, false, "ARGS_GET"),
+            "ARGS_GET_NAMES" => from(&self.args_get, true, "ARGS_GET_NAMES"),
+            "ARGS_POST" => from(&self.args_post, false, "ARGS_POST"),
+            "ARGS_POST_NAMES" => from(&self.args_post, true, "ARGS_POST_NAMES"),
+            "ARGS_COMBINED_SIZE" => {
+                let size: usize = both().0.iter().map(|(k, v)| k.len() + v.len()).sum();
+                single(size.to_string().into_bytes())
+            }
+            "REQUEST_HEADERS" => from(&self.headers, false, "REQUEST_HEADERS"),
+            "REQUEST_HEADERS_NAMES" => from(&self.headers, true, "REQUEST_HEADERS_NAMES"),
+            "REQUEST_COOKIES" => from(&self.cookies, false, "REQUEST_COOKIES"),
+            "REQUEST_COOKIES_NAMES" => from(&self.cookies, true, "REQUEST_COOKIES_NAMES"),
+            "RESPONSE_HEADERS" => from(&self.response_headers, false, "RESPONSE_HEADERS"),
+            "RESPONSE_HEADERS_NAMES" => {
+                from(&self.response_headers, true, "RESPONSE_HEADERS_NAMES")
+            }
+            "TX" => {
+                let mut tx: Vec<(&String, &Vec<u8>)> = self.tx.iter().collect();
+                tx.sort();
+                tx.into_iter()
+                    .filter(|(k, _)| key_matches(k) && keep("TX", k))
+                    .map(|(k, v)| Value {
+                        name: format!("TX:{k}"),
+                        data: v.clone(),
+                    })
+                    .collect()
+            }
+            "REQUEST_METHOD" => single(self.head.method.clone().into_bytes()),
+            "REQUEST_PROTOCOL" => single(self.head.protocol.clone().into_bytes()),
+            "REQUEST_URI" | "REQUEST_URI_RAW" => single(self.head.uri.clone().into_bytes()),
+            "REQUEST_LINE" => single(
+                format!(
+                    "{} {} {}",
+                    self.head.method, self.head.uri, self.head.protocol
+                )
+                .into_bytes(),
+            ),
+            "REQUEST_FILENAME" => single(path_of(&self.head.uri).into_bytes()),
+            "REQUEST_BASENAME" => {
+                let path = path_of(&self.head.uri);
+                single(
+                    path.rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                        .into_bytes(),
+                )
+            }
+            "QUERY_STRING" => single(
+                self.head
+                    .uri
+                    .split_once('?')
+                    .map(|(_, q)| q.to_string())
+                    .unwrap_or_default()
+                    .into_bytes(),
+            ),
+            "REQUEST_BODY" => single(self.request_body.clone()),
+            "REQUEST_BODY_LENGTH" => single(self.request_body.len().to_string().into_bytes()),
+            "REQBODY_PROCESSOR" => match &self.reqbody_processor {
+                Some(p) => single(p.clone().into_bytes()),
+                None => Vec::new(),
+            },
+            "REQBODY_ERROR" => single(if self.reqbody_error.is_some() {
+                b"1".to_vec()
+            } else {
+                b"0".to_vec()
+            }),
+            "REQBODY_ERROR_MSG" => {
+                single(self.reqbody_error.clone().unwrap_or_default().into_bytes())
+            }
+            "REMOTE_ADDR" => single(self.head.remote_addr.to_string().into_bytes()),
+            "REMOTE_PORT" => single(self.head.remote_port.to_string().into_bytes()),
+            "UNIQUE_ID" => single(self.head.unique_id.clone().into_bytes()),
+            "RESPONSE_STATUS" => match self.response_status {
+                Some(s) => single(s.to_string().into_bytes()),
+                None => Vec::new(),
+            },
+            "RESPONSE_BODY" => single(self.response_body.clone()),
+            "MATCHED_VAR" => self
+                .matched_var
+                .as_ref()
+                .map(|v| single(v.data.clone()))
+                .unwrap_or_default(),
+            "MATCHED_VAR_NAME" => self
+                .matched_var
+                .as_ref()
+                .map(|v| single(v.name.clone().into_bytes()))
+                .unwrap_or_default(),
+            "MATCHED_VARS" => self
+                .matched_vars
+                .iter()
+                .filter(|v| key_matches(&v.name))
+                .map(|v| Value {
+                    name: format!("MATCHED_VARS:{}", v.name),
+                    data: v.data.clone(),
+                })
+                .collect(),
+            "MATCHED_VARS_NAMES" => self
+                .matched_vars
+                .iter()
+                .map(|v| Value {
+                    name: format!("MATCHED_VARS_NAMES:{}", v.name),
+                    data: v.name.clone().into_bytes(),
+                })
+                .collect(),
+            // Not collected yet (files, XML, persistent collections): no values.
+            _ => Vec::new(),
+        }
+    }
+
+    /// Expands `%{…}` macros.
+    fn expand<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        if !text.contains("%{") {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find("%{") {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 2..];
+            let Some(end) = after.find('}') else {
+                out.push_str(&rest[at..]);
+                rest = "";
+                break;
+            };
+            let name = &after[..end];
+            out.push_str(&self.macro_value(name));
+            rest = &after[end + 1..];
+            if out.len() > MAX_TX_VALUE {
+                break;
+            }
+        }
+        out.push_str(rest);
+        Cow::Owned(out)
+    }
+
+    fn macro_value(&self, name: &str) -> String {
+        let (collection, key) = match name.split_once('.') {
+            Some((c, k)) => (c.to_ascii_uppercase(), Some(k)),
+            None => (name.to_ascii_uppercase(), None),
+        };
+        let spec = VariableSpec {
+            name: collection,
+            key: key.map(|k| VariableKey::Name(k.to_string())),
+            count: false,
+            exclude: false,
+        };
+        if spec.name == "TX" {
+            return key
+                .and_then(|k| self.tx.get(&k.to_ascii_lowercase()))
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+        }
+        self.values_of(&spec, &[])
+            .first()
+            .map(|v| String::from_utf8_lossy(&v.data).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Macro expansion for operator arguments during evaluation.
+struct Macros<'a, 'r>(&'a Transaction<'r>);
+
+impl Expand for Macros<'_, '_> {
+    fn expand<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.0.expand(text)
+    }
+}
+
+fn capitalize(name: &str) -> String {
+    let mut c = name.chars();
+    match c.next() {
+        Some(first) => first.to_ascii_uppercase().to_string() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+fn trim_bytes(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+fn path_of(uri: &str) -> String {
+    let path = uri.split(['?', '#']).next().unwrap_or("");
+    // ModSecurity decodes the path for REQUEST_FILENAME.
+    String::from_utf8_lossy(
+        &Transform::UrlDecode
+            .apply(path.as_bytes())
+            .unwrap_or_else(|| path.as_bytes().to_vec()),
+    )
+    .into_owned()
+}
+
+/// `a=1&b=2` into (name, value) pairs, both URL-decoded.
+fn parse_urlencoded(body: &[u8], separator: u8) -> Collection {
+    let mut out = Collection::default();
+    for pair in body.split(|&b| b == separator) {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(at) => (&pair[..at], &pair[at + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let decode = |x: &[u8]| Transform::UrlDecode.apply(x).unwrap_or_else(|| x.to_vec());
+        out.push(String::from_utf8_lossy(&decode(k)).into_owned(), decode(v));
+    }
+    out
+}
+
+fn to_number(value: &[u8]) -> i64 {
+    let text = std::str::from_utf8(value).unwrap_or("").trim();
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let mut n: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    if negative { -n } else { n }
+}
+
+/// A rule set shared by many transactions.
+pub type SharedRules = Arc<RuleSet>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{Sources, compile};
+
+    struct NoFiles;
+    impl Sources for NoFiles {
+        fn include(&self, _: &str, _: &str) -> Result<Vec<(String, String)>, String> {
+            Err("no includes".into())
+        }
+        fn data(&self, _: &str, _: &str) -> Result<String, String> {
+            Err("no data".into())
+        }
+    }
+
+    fn rules(text: &str) -> RuleSet {
+        compile(text, "t.conf", &NoFiles).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn head(uri: &str, headers: &[(&str, &str)]) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            uri: uri.into(),
+            protocol: "HTTP/1.1".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            remote_addr: "192.0.2.1".parse().unwrap(),
+            remote_port: 5555,
+            unique_id: "u1".into(),
+        }
+    }
+
+    const SETUP: &str = "SecRuleEngine On\nSecRequestBodyAccess On\n\
+        SecDefaultAction \"phase:1,log,auditlog,pass\"\nSecDefaultAction \"phase:2,log,auditlog,pass\"\n\
+        SecAction \"id:900000,phase:1,pass,nolog,setvar:tx.critical_anomaly_score=5,setvar:tx.inbound_anomaly_score=0\"\n";
+
+    #[test]
+    fn anomaly_scoring_counts_every_matching_value() {
+        let set = rules(&format!(
+            "{SETUP}SecRule ARGS \"@rx (?i)union\\s+select\" \"id:1,phase:2,block,capture,t:none,t:urlDecodeUni,msg:'SQLi',logdata:'Matched %{{TX.0}} in %{{MATCHED_VAR_NAME}}',setvar:'tx.inbound_anomaly_score=+%{{tx.critical_anomaly_score}}'\"\n\
+             SecRule TX:INBOUND_ANOMALY_SCORE \"@ge 10\" \"id:2,phase:2,deny,status:406,msg:'Too much: %{{TX.INBOUND_ANOMALY_SCORE}}'\"\n"
+        ));
+        let mut t = Transaction::new(
+            &set,
+            head("/?a=1%20UNION%20SELECT%202&b=x&c=union+select", &[]),
+        );
+        t.process_request_headers();
+        t.process_request_body(b"");
+        assert_eq!(t.tx("inbound_anomaly_score"), Some(&b"10"[..]));
+        let ids: Vec<u64> = t.messages().iter().map(|m| m.rule_id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert_eq!(t.messages()[0].data, "Matched union select in ARGS:c");
+        assert_eq!(t.messages()[1].msg, "Too much: 10");
+        assert_eq!(
+            t.intervention().map(|i| (i.rule_id, i.status)),
+            Some((2, 406))
+        );
+    }
+
+    #[test]
+    fn detection_only_logs_without_disrupting() {
+        let set = rules(
+            "SecRuleEngine DetectionOnly\nSecRule REQUEST_HEADERS:User-Agent \"@pm sqlmap\" \"id:5,phase:1,deny\"\n",
+        );
+        let mut t = Transaction::new(&set, head("/", &[("User-Agent", "sqlmap/1.7")]));
+        t.process_request_headers();
+        assert_eq!(t.messages().len(), 1);
+        assert!(t.intervention().is_none());
+    }
+
+    #[test]
+    fn chains_exclusions_counts_and_skips() {
+        let set = rules(&format!(
+            "{SETUP}SecRule REQUEST_METHOD \"@streq GET\" \"id:10,phase:1,deny,chain\"\n  SecRule &ARGS \"@gt 2\" \"t:none\"\n\
+             SecRule ARGS|!ARGS:safe \"@contains bad\" \"id:11,phase:1,pass,skipAfter:END\"\n\
+             SecRule ARGS \"@rx .\" \"id:12,phase:1,deny\"\n\
+             SecMarker END\n\
+             SecRule REQUEST_COOKIES:sid \"@rx ^[0-9]+$\" \"id:13,phase:1,pass,setvar:tx.cookie_ok=1\"\n"
+        ));
+        // Three arguments: the chain completes and denies.
+        let mut t = Transaction::new(&set, head("/?a=1&b=2&c=3", &[]));
+        t.process_request_headers();
+        assert_eq!(t.intervention().map(|i| i.rule_id), Some(10));
+        // Two arguments: no chain match; `bad` only in the excluded `safe` → rule 12 denies.
+        let mut t = Transaction::new(
+            &set,
+            head("/?safe=bad&x=1", &[("Cookie", "sid=123; other=x")]),
+        );
+        t.process_request_headers();
+        assert_eq!(t.intervention().map(|i| i.rule_id), Some(12));
+        // `bad` in another argument: skipAfter jumps over rule 12.
+        let mut t = Transaction::new(&set, head("/?q=bad", &[("Cookie", "sid=123")]));
+        t.process_request_headers();
+        assert!(t.intervention().is_none());
+        assert_eq!(t.tx("cookie_ok"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn ctl_removes_rules_and_targets_at_runtime() {
+        let set = rules(&format!(
+            "{SETUP}SecRule REQUEST_FILENAME \"@beginsWith /admin\" \"id:20,phase:1,pass,nolog,ctl:ruleRemoveTargetById=22;ARGS:pwd,ctl:ruleRemoveById=23\"\n\
+             SecRule ARGS \"@contains '\" \"id:22,phase:2,deny\"\n\
+             SecRule ARGS \"@contains --\" \"id:23,phase:2,deny\"\n"
+        ));
+        let mut t = Transaction::new(&set, head("/admin/login?pwd=a'b&note=x--y", &[]));
+        t.process_request_headers();
+        t.process_request_body(b"");
+        assert!(t.intervention().is_none(), "{:?}", t.intervention());
+        let mut t = Transaction::new(&set, head("/other?pwd=a'b", &[]));
+        t.process_request_headers();
+        t.process_request_body(b"");
+        assert_eq!(t.intervention().map(|i| i.rule_id), Some(22));
+    }
+
+    #[test]
+    fn post_bodies_are_arguments() {
+        let set = rules(&format!(
+            "{SETUP}SecRule ARGS_POST:comment \"@contains <script\" \"id:30,phase:2,deny\"\n"
+        ));
+        let mut h = head(
+            "/form",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+        );
+        h.method = "POST".into();
+        let mut t = Transaction::new(&set, h);
+        t.process_request_headers();
+        t.process_request_body(b"name=x&comment=%3Cscript%3Ealert(1)");
+        assert_eq!(t.intervention().map(|i| i.rule_id), Some(30));
+    }
+
+    #[test]
+    fn multi_match_checks_every_transformation_step() {
+        let set = rules(&format!(
+            "{SETUP}SecRule ARGS \"@streq abc\" \"id:40,phase:1,deny,multiMatch,t:none,t:uppercase\"\n\
+             SecRule ARGS \"@streq xyz\" \"id:41,phase:1,deny,t:none,t:uppercase\"\n"
+        ));
+        // Without multiMatch only the last step counts (XYZ ≠ xyz); with it, the value as
+        // it came.
+        let mut t = Transaction::new(&set, head("/?x=xyz", &[]));
+        t.process_request_headers();
+        assert!(t.intervention().is_none());
+        let mut t = Transaction::new(&set, head("/?x=abc", &[]));
+        t.process_request_headers();
+        assert_eq!(t.intervention().map(|i| i.rule_id), Some(40));
+    }
+}
