@@ -14,6 +14,7 @@ pub mod raw;
 pub mod snapshot;
 pub mod units;
 mod validate;
+pub mod waf;
 
 use std::path::Path;
 

@@ -17,6 +17,23 @@ pub struct RawConfig {
     pub observability: Option<RawObservability>,
     pub admin: Option<RawAdmin>,
     pub firewall: Option<RawFirewall>,
+    pub waf: Option<RawWaf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWaf {
+    pub audit_log: Option<String>,
+    #[serde(default)]
+    pub rulesets: Vec<RawWafRuleset>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWafRuleset {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub files: Vec<String>,
+    pub mode: Option<String>,
+    pub paranoia: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +121,7 @@ pub struct RawRoute {
     #[serde(default)]
     pub rate_limits: Vec<String>,
     pub filter: Option<RawRouteFilter>,
+    pub waf: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

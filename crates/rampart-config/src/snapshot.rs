@@ -27,6 +27,7 @@ pub struct Snapshot {
     pub observability: Observability,
     pub admin: Option<Admin>,
     pub firewall: Firewall,
+    pub waf: crate::waf::Waf,
 }
 
 impl Snapshot {
@@ -219,6 +220,8 @@ pub struct Route {
     /// Rate limits applied, in order, to every request of this route.
     pub rate_limits: Vec<String>,
     pub filter: Option<RouteFilter>,
+    /// The WAF rule set inspecting this route's requests.
+    pub waf: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -413,6 +413,21 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
         &mut firewall,
         (&listeners, &routes, &pools),
     );
+    let waf = raw
+        .waf
+        .as_ref()
+        .map(|w| crate::waf::build_waf(ctx, &root.key("waf"), w, base))
+        .unwrap_or_default();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some(name) = &r.waf
+            && waf.ruleset(name).is_none()
+        {
+            ctx.error(
+                &root.key("routes").index(i).key("waf"),
+                format!("no WAF rule set named \"{name}\""),
+            );
+        }
+    }
     let observability = build_observability(ctx, raw.observability.unwrap_or_default());
     let admin = raw
         .admin
@@ -467,6 +482,7 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
         observability,
         admin,
         firewall,
+        waf,
     }
 }
 
@@ -1527,6 +1543,7 @@ fn build_routes(
                 acl: r.acl.clone(),
                 rate_limits: r.rate_limits.clone(),
                 filter,
+                waf: r.waf.clone(),
             });
         }
     }

@@ -30,6 +30,8 @@ pub struct BodyStalled {
 pub enum ClientBody {
     H1(crate::h1server::H1RequestBody),
     H2(Incoming),
+    /// A body read whole before forwarding (the WAF inspects it first).
+    Buffered(Option<Bytes>),
 }
 
 impl Body for ClientBody {
@@ -43,6 +45,7 @@ impl Body for ClientBody {
         match self.get_mut() {
             ClientBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
             ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
+            ClientBody::Buffered(b) => Poll::Ready(b.take().map(|data| Ok(Frame::data(data)))),
         }
     }
 
@@ -50,6 +53,7 @@ impl Body for ClientBody {
         match self {
             ClientBody::H1(b) => b.is_end_stream(),
             ClientBody::H2(b) => b.is_end_stream(),
+            ClientBody::Buffered(b) => b.as_ref().is_none_or(|d| d.is_empty()),
         }
     }
 
@@ -57,6 +61,9 @@ impl Body for ClientBody {
         match self {
             ClientBody::H1(b) => b.size_hint(),
             ClientBody::H2(b) => b.size_hint(),
+            ClientBody::Buffered(b) => {
+                SizeHint::with_exact(b.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }

@@ -587,7 +587,7 @@ enum WriteFailure {
     Io(io::Error),
 }
 
-fn client_body_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
+pub(crate) fn client_body_error(e: &(dyn std::error::Error + 'static)) -> ProxyError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(t) = s.downcast_ref::<BodyTooLarge>() {

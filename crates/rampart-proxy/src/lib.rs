@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod server;
 pub mod sharded;
 pub mod upstream;
+pub mod waf;
 pub mod workers;
 
 use std::collections::HashMap;
@@ -80,6 +81,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub access_log: ArcSwap<AccessLogger>,
     pub security_log: ArcSwap<firewall::SecurityLogger>,
+    /// The WAF audit log (one JSON line per transaction on a WAF route).
+    pub waf_audit: ArcSwap<waf::AuditLogger>,
     /// Bans in force; outlive reloads.
     pub bans: Arc<rampart_firewall::BanTable>,
     /// Changes for the nftables reconciler, when kernel enforcement is on.
@@ -354,6 +357,8 @@ impl Proxy {
             .map_err(|e| ReloadError::Files(vec![e]))?;
         let security_log = build_security_log(&snapshot.observability.security_log, &metrics)
             .map_err(|e| ReloadError::Files(vec![e]))?;
+        let waf_audit =
+            build_waf_audit(&snapshot, &metrics).map_err(|e| ReloadError::Files(vec![e]))?;
         let runtime = Arc::new(runtime);
         let shared = Arc::new(Shared {
             worker_runtimes: (0..workers.len())
@@ -363,6 +368,7 @@ impl Proxy {
             metrics: metrics.clone(),
             access_log: ArcSwap::from_pointee(access_log),
             security_log: ArcSwap::from_pointee(security_log),
+            waf_audit: ArcSwap::from_pointee(waf_audit),
             bans: Arc::new(rampart_firewall::BanTable::new(max_bans(&snapshot))),
             kernel: std::sync::OnceLock::new(),
             kernel_dirty: std::sync::atomic::AtomicBool::new(false),
@@ -667,6 +673,12 @@ impl Proxy {
                 return Err(e);
             }
         };
+        if snapshot.waf.audit_log != previous.snapshot.waf.audit_log {
+            match build_waf_audit(&snapshot, &self.shared.metrics) {
+                Ok(logger) => self.shared.waf_audit.store(Arc::new(logger)),
+                Err(e) => tracing::error!(error = %e, "WAF audit log unchanged"),
+            }
+        }
         if snapshot.observability.security_log != previous.snapshot.observability.security_log {
             match build_security_log(&snapshot.observability.security_log, &self.shared.metrics) {
                 Ok(logger) => self.shared.security_log.store(Arc::new(logger)),
@@ -1278,6 +1290,18 @@ fn max_bans(snapshot: &Snapshot) -> usize {
 
 fn build_access_log(config: &AccessLog, metrics: &Arc<Metrics>) -> Result<AccessLogger, String> {
     build_json_log("access-log", config, metrics.access_log_dropped.clone())
+}
+
+fn build_waf_audit(
+    snapshot: &Snapshot,
+    metrics: &Arc<Metrics>,
+) -> Result<waf::AuditLogger, String> {
+    match &snapshot.waf.audit_log {
+        None => Ok(accesslog::JsonLines::off(
+            metrics.security_log_dropped.clone(),
+        )),
+        Some(sink) => build_json_log("waf-audit-log", sink, metrics.security_log_dropped.clone()),
+    }
 }
 
 fn build_security_log(

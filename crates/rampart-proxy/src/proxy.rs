@@ -90,6 +90,8 @@ struct Outcome {
     rate_headers: Option<crate::firewall::RateHeaders>,
     /// The firewall answered (its event is already recorded).
     firewall_refused: bool,
+    /// The WAF transaction of a WAF route.
+    waf: Option<Box<rampart_waf::Transaction>>,
 }
 
 /// What every request on one client connection shares. Requests clone this per-connection
@@ -144,6 +146,7 @@ pub async fn handle(
         error: None,
         rate_headers: None,
         firewall_refused: false,
+        waf: None,
     };
     if let Some(detector) = &rt.firewall.detector
         && detector.watches(rampart_firewall::EventKind::ScannerUserAgent)
@@ -187,6 +190,25 @@ pub async fn handle(
             error_response(&e)
         }
     };
+    if let Some(mut tx) = outcome.waf.take() {
+        // Phase 3 on the response head; an intervention there replaces the answer.
+        if tx.intervention().is_none() {
+            let head: Vec<(String, Vec<u8>)> = response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect();
+            tx.process_response_headers(response.status().as_u16(), &head);
+            if let Some(i) = tx.intervention().cloned() {
+                response = waf_refusal(shared, &rt, conn, &mut outcome, &i);
+            }
+        }
+        tx.process_logging();
+        let log = shared.waf_audit.load();
+        if log.enabled() {
+            log.log(crate::waf::audit_record(&tx, response.status().as_u16()));
+        }
+    }
     let status = response.status().as_u16();
     if (400..500).contains(&status) && !outcome.firewall_refused {
         use rampart_firewall::EventKind;
@@ -230,6 +252,48 @@ pub async fn handle(
     }
     record_metrics(&rt, &outcome, response.status(), start);
     Ok(attach_log(shared, &rt, conn, outcome, response, start))
+}
+
+/// The answer to a WAF intervention (its security event recorded).
+fn waf_refusal(
+    shared: &Arc<Shared>,
+    rt: &Runtime,
+    conn: &ConnInfo,
+    outcome: &mut Outcome,
+    intervention: &rampart_waf::Intervention,
+) -> Response<ResponseBody> {
+    crate::firewall::count_block(shared, "waf");
+    crate::firewall::security_event(
+        shared,
+        &rt.firewall,
+        conn,
+        crate::firewall::Event {
+            kind: rampart_firewall::EventKind::WafBlock,
+            reason: "waf",
+            detail: &format!("rule {}", intervention.rule_id),
+            request_id: Some(&outcome.request_id),
+        },
+    );
+    outcome.error = Some("waf");
+    outcome.firewall_refused = true;
+    let mut refusal = crate::firewall::Refusal::new(
+        StatusCode::from_u16(intervention.status).unwrap_or(StatusCode::FORBIDDEN),
+        "waf",
+        "",
+        format!("WAF rule {}", intervention.rule_id),
+    );
+    if let Some(to) = &intervention.redirect
+        && let Ok(location) = HeaderValue::from_str(to)
+    {
+        refusal.headers.push((header::LOCATION, location));
+    }
+    let mut response = refusal.into_response();
+    if intervention.drop {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn error_response(e: &ProxyError) -> Response<ResponseBody> {
@@ -492,6 +556,56 @@ async fn proxy(
             ErrorKind::BodyTooLarge,
             format!("Content-Length {len} > {body_limit}"),
         ));
+    }
+
+    // WAF: request headers, then the body read whole (up to the limits) and inspected.
+    let mut body = body;
+    if let Some(rules) = rt.waf.rules(route_index) {
+        let mut tx = Box::new(crate::waf::begin(
+            rules,
+            &parts,
+            conn.client,
+            &outcome.request_id,
+        ));
+        tx.process_request_headers();
+        if tx.intervention().is_none() {
+            let settings = &rules.settings;
+            if settings.request_body_access && !body.is_end_stream() {
+                let limit = body_limit.max(settings.request_body_limit);
+                let mut reader = RequestBody::new(body, limit, limits.body_read_timeout);
+                let mut buffer = bytes::BytesMut::new();
+                while let Some(frame) = http_body_util::BodyExt::frame(&mut reader).await {
+                    let frame = frame.map_err(|e| crate::h1client::client_body_error(&*e))?;
+                    if let Ok(data) = frame.into_data() {
+                        buffer.extend_from_slice(&data);
+                    }
+                }
+                let whole = buffer.freeze();
+                let over = whole.len() as u64 > settings.request_body_limit;
+                if over
+                    && settings.request_body_limit_action == rampart_waf::rules::LimitAction::Reject
+                {
+                    outcome.waf = Some(tx);
+                    return Err(ProxyError::new(
+                        ErrorKind::BodyTooLarge,
+                        format!(
+                            "request body over the WAF limit of {} bytes",
+                            settings.request_body_limit
+                        ),
+                    ));
+                }
+                let inspected = &whole[..whole.len().min(settings.request_body_limit as usize)];
+                tx.process_request_body(inspected);
+                body = ClientBody::Buffered(Some(whole));
+            } else {
+                tx.process_request_body(b"");
+            }
+        }
+        let refusal = tx.intervention().cloned();
+        outcome.waf = Some(tx);
+        if let Some(i) = refusal {
+            return Ok(waf_refusal(shared, rt, conn, outcome, &i));
+        }
     }
 
     // Prepare the upstream head once; retries reuse it.

@@ -79,6 +79,7 @@ pub struct Runtime {
     /// Requests that matched no route.
     pub unrouted_metrics: RouteMetrics,
     pub firewall: Arc<crate::firewall::FirewallRuntime>,
+    pub waf: Arc<crate::waf::WafRuntime>,
 }
 
 pub struct ListenerRuntime {
@@ -316,9 +317,17 @@ impl Runtime {
                 None
             }
         };
+        let waf = match crate::waf::WafRuntime::build(&snapshot) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
+        let waf = waf.expect("WAF built when there are no errors");
         let firewall = firewall.expect("firewall built when there are no errors");
         let route_metrics = snapshot
             .routes
@@ -337,6 +346,7 @@ impl Runtime {
             pools,
             listeners,
             firewall,
+            waf,
         })
     }
 

@@ -91,8 +91,8 @@ const MAX_TX_VALUE: usize = 64 * 1024;
 /// Matched values remembered for `MATCHED_VARS` per rule.
 const MAX_MATCHED: usize = 1024;
 
-pub struct Transaction<'r> {
-    rules: &'r RuleSet,
+pub struct Transaction {
+    rules: Arc<RuleSet>,
     head: RequestHead,
     mode: EngineMode,
     tx: HashMap<String, Vec<u8>>,
@@ -122,11 +122,12 @@ enum Removal {
     Tag(String),
 }
 
-impl<'r> Transaction<'r> {
-    pub fn new(rules: &'r RuleSet, head: RequestHead) -> Self {
+impl Transaction {
+    pub fn new(rules: Arc<RuleSet>, head: RequestHead) -> Self {
+        let mode = rules.settings.mode;
         let mut t = Transaction {
             rules,
-            mode: rules.settings.mode,
+            mode,
             tx: HashMap::new(),
             args_get: Collection::default(),
             args_post: Collection::default(),
@@ -150,7 +151,7 @@ impl<'r> Transaction<'r> {
         };
         let query = t.head.uri.split_once('?').map(|(_, q)| q.to_string());
         if let Some(q) = query {
-            t.args_get = parse_urlencoded(q.as_bytes(), rules.settings.argument_separator);
+            t.args_get = parse_urlencoded(q.as_bytes(), t.rules.settings.argument_separator);
         }
         for (name, value) in t.head.headers.clone() {
             if name.eq_ignore_ascii_case("cookie") {
@@ -170,6 +171,16 @@ impl<'r> Transaction<'r> {
             t.headers.push(name, value);
         }
         t
+    }
+
+    /// The request head the transaction was made from.
+    pub fn head(&self) -> &RequestHead {
+        &self.head
+    }
+
+    /// The rule set it runs.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
     }
 
     /// Messages logged so far.
@@ -255,7 +266,7 @@ impl<'r> Transaction<'r> {
             Some(AllowScope::Phase) => self.allowed = None,
             _ => {}
         }
-        let rules = self.rules;
+        let rules = Arc::clone(&self.rules);
         let entries = &rules.phases[usize::from(phase) - 1];
         let mut skip = 0u32;
         let mut skip_after: Option<String> = None;
@@ -789,9 +800,9 @@ impl<'r> Transaction<'r> {
 }
 
 /// Macro expansion for operator arguments during evaluation.
-struct Macros<'a, 'r>(&'a Transaction<'r>);
+struct Macros<'a>(&'a Transaction);
 
-impl Expand for Macros<'_, '_> {
+impl Expand for Macros<'_> {
     fn expand<'t>(&self, text: &'t str) -> Cow<'t, str> {
         self.0.expand(text)
     }
@@ -888,8 +899,8 @@ mod tests {
         }
     }
 
-    fn rules(text: &str) -> RuleSet {
-        compile(text, "t.conf", &NoFiles).unwrap_or_else(|e| panic!("{e}"))
+    fn rules(text: &str) -> Arc<RuleSet> {
+        Arc::new(compile(text, "t.conf", &NoFiles).unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn head(uri: &str, headers: &[(&str, &str)]) -> RequestHead {
@@ -918,7 +929,7 @@ mod tests {
              SecRule TX:INBOUND_ANOMALY_SCORE \"@ge 10\" \"id:2,phase:2,deny,status:406,msg:'Too much: %{{TX.INBOUND_ANOMALY_SCORE}}'\"\n"
         ));
         let mut t = Transaction::new(
-            &set,
+            set.clone(),
             head("/?a=1%20UNION%20SELECT%202&b=x&c=union+select", &[]),
         );
         t.process_request_headers();
@@ -939,7 +950,7 @@ mod tests {
         let set = rules(
             "SecRuleEngine DetectionOnly\nSecRule REQUEST_HEADERS:User-Agent \"@pm sqlmap\" \"id:5,phase:1,deny\"\n",
         );
-        let mut t = Transaction::new(&set, head("/", &[("User-Agent", "sqlmap/1.7")]));
+        let mut t = Transaction::new(set.clone(), head("/", &[("User-Agent", "sqlmap/1.7")]));
         t.process_request_headers();
         assert_eq!(t.messages().len(), 1);
         assert!(t.intervention().is_none());
@@ -955,18 +966,18 @@ mod tests {
              SecRule REQUEST_COOKIES:sid \"@rx ^[0-9]+$\" \"id:13,phase:1,pass,setvar:tx.cookie_ok=1\"\n"
         ));
         // Three arguments: the chain completes and denies.
-        let mut t = Transaction::new(&set, head("/?a=1&b=2&c=3", &[]));
+        let mut t = Transaction::new(set.clone(), head("/?a=1&b=2&c=3", &[]));
         t.process_request_headers();
         assert_eq!(t.intervention().map(|i| i.rule_id), Some(10));
         // Two arguments: no chain match; `bad` only in the excluded `safe` → rule 12 denies.
         let mut t = Transaction::new(
-            &set,
+            set.clone(),
             head("/?safe=bad&x=1", &[("Cookie", "sid=123; other=x")]),
         );
         t.process_request_headers();
         assert_eq!(t.intervention().map(|i| i.rule_id), Some(12));
         // `bad` in another argument: skipAfter jumps over rule 12.
-        let mut t = Transaction::new(&set, head("/?q=bad", &[("Cookie", "sid=123")]));
+        let mut t = Transaction::new(set.clone(), head("/?q=bad", &[("Cookie", "sid=123")]));
         t.process_request_headers();
         assert!(t.intervention().is_none());
         assert_eq!(t.tx("cookie_ok"), Some(&b"1"[..]));
@@ -979,11 +990,11 @@ mod tests {
              SecRule ARGS \"@contains '\" \"id:22,phase:2,deny\"\n\
              SecRule ARGS \"@contains --\" \"id:23,phase:2,deny\"\n"
         ));
-        let mut t = Transaction::new(&set, head("/admin/login?pwd=a'b&note=x--y", &[]));
+        let mut t = Transaction::new(set.clone(), head("/admin/login?pwd=a'b&note=x--y", &[]));
         t.process_request_headers();
         t.process_request_body(b"");
         assert!(t.intervention().is_none(), "{:?}", t.intervention());
-        let mut t = Transaction::new(&set, head("/other?pwd=a'b", &[]));
+        let mut t = Transaction::new(set.clone(), head("/other?pwd=a'b", &[]));
         t.process_request_headers();
         t.process_request_body(b"");
         assert_eq!(t.intervention().map(|i| i.rule_id), Some(22));
@@ -999,7 +1010,7 @@ mod tests {
             &[("Content-Type", "application/x-www-form-urlencoded")],
         );
         h.method = "POST".into();
-        let mut t = Transaction::new(&set, h);
+        let mut t = Transaction::new(set.clone(), h);
         t.process_request_headers();
         t.process_request_body(b"name=x&comment=%3Cscript%3Ealert(1)");
         assert_eq!(t.intervention().map(|i| i.rule_id), Some(30));
@@ -1013,10 +1024,10 @@ mod tests {
         ));
         // Without multiMatch only the last step counts (XYZ ≠ xyz); with it, the value as
         // it came.
-        let mut t = Transaction::new(&set, head("/?x=xyz", &[]));
+        let mut t = Transaction::new(set.clone(), head("/?x=xyz", &[]));
         t.process_request_headers();
         assert!(t.intervention().is_none());
-        let mut t = Transaction::new(&set, head("/?x=abc", &[]));
+        let mut t = Transaction::new(set.clone(), head("/?x=abc", &[]));
         t.process_request_headers();
         assert_eq!(t.intervention().map(|i| i.rule_id), Some(40));
     }

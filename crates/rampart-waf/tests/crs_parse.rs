@@ -171,7 +171,10 @@ fn debian_crs_v3_compiles_into_a_rule_set() {
     assert!(set.rules().count() >= 400);
 }
 
-fn crs_transaction<'r>(set: &'r rampart_waf::RuleSet, uri: &str) -> rampart_waf::Transaction<'r> {
+fn crs_transaction(
+    set: &std::sync::Arc<rampart_waf::RuleSet>,
+    uri: &str,
+) -> rampart_waf::Transaction {
     let head = rampart_waf::RequestHead {
         method: "GET".into(),
         uri: uri.into(),
@@ -188,7 +191,7 @@ fn crs_transaction<'r>(set: &'r rampart_waf::RuleSet, uri: &str) -> rampart_waf:
         remote_port: 40000,
         unique_id: "t1".into(),
     };
-    let mut t = rampart_waf::Transaction::new(set, head);
+    let mut t = rampart_waf::Transaction::new(set.clone(), head);
     t.process_request_headers();
     t.process_request_body(b"");
     t
@@ -198,8 +201,9 @@ fn crs_transaction<'r>(set: &'r rampart_waf::RuleSet, uri: &str) -> rampart_waf:
 fn crs_v4_scores_an_attack_and_passes_a_plain_request() {
     let main = "SecRuleEngine On\nSecRequestBodyAccess On\n\
                 Include crs-setup.conf.example\nInclude rules/*.conf\n";
-    let set =
-        rampart_waf::compile(main, "main.conf", &Dir(crs_v4())).unwrap_or_else(|e| panic!("{e}"));
+    let set = std::sync::Arc::new(
+        rampart_waf::compile(main, "main.conf", &Dir(crs_v4())).unwrap_or_else(|e| panic!("{e}")),
+    );
     let plain = crs_transaction(&set, "/search?q=hello+world&page=2");
     assert!(plain.intervention().is_none(), "{:?}", plain.messages());
     let attack = crs_transaction(
