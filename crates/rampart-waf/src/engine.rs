@@ -103,6 +103,7 @@ pub struct Transaction {
     request_body: Vec<u8>,
     reqbody_processor: Option<String>,
     reqbody_error: Option<String>,
+    xml: Option<crate::body::XmlDocument>,
     response_status: Option<u16>,
     response_headers: Collection,
     response_body: Vec<u8>,
@@ -136,6 +137,7 @@ impl Transaction {
             request_body: Vec::new(),
             reqbody_processor: None,
             reqbody_error: None,
+            xml: None,
             response_status: None,
             response_headers: Collection::default(),
             response_body: Vec::new(),
@@ -218,10 +220,25 @@ impl Transaction {
                     String::new()
                 }
             });
-            if processor == "URLENCODED" {
-                self.args_post = parse_urlencoded(body, self.rules.settings.argument_separator);
-                self.reqbody_processor = Some(processor);
-            } else if !processor.is_empty() {
+            match processor.as_str() {
+                "URLENCODED" => {
+                    self.args_post = parse_urlencoded(body, self.rules.settings.argument_separator);
+                }
+                "JSON" => match crate::body::json_arguments(body) {
+                    Ok(args) => {
+                        for (k, v) in args {
+                            self.args_post.push(k, v);
+                        }
+                    }
+                    Err(e) => self.reqbody_error = Some(e),
+                },
+                "XML" => match crate::body::xml_document(body) {
+                    Ok(doc) => self.xml = Some(doc),
+                    Err(e) => self.reqbody_error = Some(e),
+                },
+                _ => {}
+            }
+            if !processor.is_empty() {
                 self.reqbody_processor = Some(processor);
             }
         }
@@ -744,7 +761,27 @@ impl Transaction {
                     data: v.name.clone().into_bytes(),
                 })
                 .collect(),
-            // Not collected yet (files, XML, persistent collections): no values.
+            "XML" => {
+                let Some(doc) = &self.xml else {
+                    return Vec::new();
+                };
+                match &spec.key {
+                    Some(VariableKey::Name(path)) if path.contains('@') => doc
+                        .attributes
+                        .iter()
+                        .map(|(_, v)| Value {
+                            name: format!("XML:{path}"),
+                            data: v.clone(),
+                        })
+                        .collect(),
+                    Some(VariableKey::Name(path)) => vec![Value {
+                        name: format!("XML:{path}"),
+                        data: doc.text.clone(),
+                    }],
+                    _ => single(doc.text.clone()),
+                }
+            }
+            // Not collected yet (files, persistent collections): no values.
             _ => Vec::new(),
         }
     }
@@ -1014,6 +1051,36 @@ mod tests {
         t.process_request_headers();
         t.process_request_body(b"name=x&comment=%3Cscript%3Ealert(1)");
         assert_eq!(t.intervention().map(|i| i.rule_id), Some(30));
+    }
+
+    #[test]
+    fn json_and_xml_bodies_feed_the_rules() {
+        let set = rules(&format!(
+            "{SETUP}SecRule REQUEST_HEADERS:Content-Type \"@rx json\" \"id:50,phase:1,pass,nolog,ctl:requestBodyProcessor=JSON\"\n\
+             SecRule REQUEST_HEADERS:Content-Type \"@rx xml\" \"id:51,phase:1,pass,nolog,ctl:requestBodyProcessor=XML\"\n\
+             SecRule REQBODY_ERROR \"!@eq 0\" \"id:52,phase:2,deny,status:400\"\n\
+             SecRule ARGS:json.user.name|XML:/*|XML://@* \"@contains jndi\" \"id:53,phase:2,deny\"\n"
+        ));
+        let post = |ct: &str, body: &[u8]| {
+            let mut h = head("/api", &[("Content-Type", ct)]);
+            h.method = "POST".into();
+            let mut t = Transaction::new(set.clone(), h);
+            t.process_request_headers();
+            t.process_request_body(body);
+            t.intervention().map(|i| i.rule_id)
+        };
+        assert_eq!(
+            post("application/json", br#"{"user": {"name": "${jndi:x}"}}"#),
+            Some(53)
+        );
+        assert_eq!(
+            post("application/json", br#"{"user": {"other": "${jndi:x}"}}"#),
+            None
+        );
+        assert_eq!(post("application/json", b"{broken"), Some(52));
+        assert_eq!(post("application/xml", b"<a k=\"${jndi:x}\"/>"), Some(53));
+        assert_eq!(post("text/xml", b"<a><b>${jndi:y}</b></a>"), Some(53));
+        assert_eq!(post("text/xml", b"<a><b></a>"), Some(52));
     }
 
     #[test]
