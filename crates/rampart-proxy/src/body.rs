@@ -258,6 +258,13 @@ impl ResponseBody {
         Self::local(Bytes::new(), None)
     }
 
+    /// Puts `prefix` in front of what is left of the body (bytes already read out of it, for
+    /// inspection, go back in front).
+    pub fn prepend(&mut self, prefix: Bytes) {
+        self.bytes = self.bytes.saturating_sub(prefix.len() as u64);
+        self.local = (!prefix.is_empty()).then_some(prefix);
+    }
+
     /// Adds a finisher that runs after the existing one.
     pub fn chain_finish(&mut self, next: Box<dyn BodyFinish>) {
         self.on_finish = Some(match self.on_finish.take() {
@@ -286,9 +293,13 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        let polled = match this.upstream.as_pin_mut() {
-            Some(inner) => inner.poll_frame(cx),
-            None => Poll::Ready(this.local.take().map(|b| Ok(Frame::data(b)))),
+        // Local bytes come first: the whole body of a local answer, or a prefix put back.
+        let polled = match this.local.take() {
+            Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            None => match this.upstream.as_pin_mut() {
+                Some(inner) => inner.poll_frame(cx),
+                None => Poll::Ready(None),
+            },
         };
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -312,16 +323,22 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.upstream {
-            Some(b) => b.is_end_stream(),
-            None => self.local.is_none(),
-        }
+        self.local.is_none() && self.upstream.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
+        let local = self.local.as_ref().map_or(0, |b| b.len() as u64);
         match &self.upstream {
-            Some(b) => b.size_hint(),
-            None => SizeHint::with_exact(self.local.as_ref().map_or(0, |b| b.len() as u64)),
+            Some(b) => {
+                let inner = b.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + local);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + local);
+                }
+                hint
+            }
+            None => SizeHint::with_exact(local),
         }
     }
 }

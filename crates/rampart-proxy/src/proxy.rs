@@ -201,6 +201,29 @@ pub async fn handle(
             tx.process_response_headers(response.status().as_u16(), &head);
             if let Some(i) = tx.intervention().cloned() {
                 response = waf_refusal(shared, &rt, conn, &mut outcome, &i);
+            } else if inspects_response_body(tx.rules(), &response) {
+                // Phase 4 on the first SecResponseBodyLimit bytes; the body goes on whole.
+                let limit =
+                    usize::try_from(tx.rules().settings.response_body_limit).unwrap_or(usize::MAX);
+                let (parts, mut body) = response.into_parts();
+                let mut seen = bytes::BytesMut::new();
+                while seen.len() < limit {
+                    match http_body_util::BodyExt::frame(&mut body).await {
+                        Some(Ok(frame)) => {
+                            if let Ok(data) = frame.into_data() {
+                                seen.extend_from_slice(&data);
+                            }
+                        }
+                        Some(Err(_)) | None => break,
+                    }
+                }
+                let seen = seen.freeze();
+                tx.process_response_body(&seen[..seen.len().min(limit)]);
+                body.prepend(seen);
+                response = Response::from_parts(parts, body);
+                if let Some(i) = tx.intervention().cloned() {
+                    response = waf_refusal(shared, &rt, conn, &mut outcome, &i);
+                }
             }
         }
         tx.process_logging();
@@ -252,6 +275,28 @@ pub async fn handle(
     }
     record_metrics(&rt, &outcome, response.status(), start);
     Ok(attach_log(shared, &rt, conn, outcome, response, start))
+}
+
+/// Whether phase 4 reads this response's body: access on, a body to read, and a media type the
+/// rule set lists.
+fn inspects_response_body(rules: &rampart_waf::RuleSet, response: &Response<ResponseBody>) -> bool {
+    let settings = &rules.settings;
+    if !settings.response_body_access || response.body().is_end_stream() {
+        return false;
+    }
+    let media = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    settings.response_body_mime_types.contains(&media)
 }
 
 /// The answer to a WAF intervention (its security event recorded).

@@ -13,6 +13,8 @@ fn config(dir: &std::path::Path, backend: std::net::SocketAddr, mode: &str) -> S
         "SecRequestBodyAccess On\nSecRequestBodyLimit 1000\nSecRequestBodyLimitAction Reject\n\
          SecDefaultAction \"phase:2,log,auditlog,pass\"\n\
          SecRule ARGS \"@contains attack\" \"id:1001,phase:2,deny,status:403,msg:'attack in %{MATCHED_VAR_NAME}'\"\n\
+         SecResponseBodyAccess On\nSecResponseBodyMimeType text/plain\nSecResponseBodyLimit 64\n\
+         SecRule RESPONSE_BODY \"@contains secret-key\" \"id:1003,phase:4,deny,status:502,msg:'leak'\"\n\
          Include extra/*.conf\n",
     )
     .unwrap();
@@ -104,11 +106,35 @@ async fn blocking_mode_stops_attacks_and_logs_every_transaction() {
         2,
         "refused requests never reach the backend"
     );
+    // Phase 4: a text/plain answer leaking a secret within the inspected prefix is replaced;
+    // other media types, and anything past SecResponseBodyLimit, pass whole.
+    let leak = |ct: &'static str, body: Vec<u8>| {
+        let c = c.clone();
+        async move {
+            send(&c, addr, "POST", "/echo", &[("x-reply-type", ct)], &body)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        leak("text/plain", b"x secret-key y".to_vec()).await.status,
+        502
+    );
+    let r = leak("application/octet-stream", b"x secret-key y".to_vec()).await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (200, 14));
+    let mut long = vec![b'a'; 100];
+    long.extend_from_slice(b"secret-key");
+    let r = leak("text/plain", long.clone()).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body.as_ref()),
+        (200, long.as_slice()),
+        "the whole body passes"
+    );
     let mut lines = Vec::new();
     assert!(
         wait_for(Duration::from_secs(5), || {
             lines = audit_lines(dir.path());
-            lines.len() >= 6
+            lines.len() >= 9
         })
         .await
     );
@@ -134,7 +160,7 @@ async fn blocking_mode_stops_attacks_and_logs_every_transaction() {
     assert_eq!(lines[1]["transaction"]["request"]["uri"], "/?q=an+attack");
     assert_eq!(
         metric_value(&proxy, "rampart_security_events_total{kind=\"waf_block\"}"),
-        3.0
+        4.0
     );
 }
 

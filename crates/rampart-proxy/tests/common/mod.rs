@@ -159,6 +159,7 @@ async fn answer(
     {
         status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     }
+    let reply_type = req.headers().get("x-reply-type").cloned();
     let body = if path == "/echo" {
         req.into_body()
             .collect()
@@ -172,6 +173,9 @@ async fn answer(
     *r.status_mut() = status;
     r.headers_mut()
         .insert("x-backend", state.name.parse().unwrap());
+    if let Some(t) = reply_type {
+        r.headers_mut().insert("content-type", t);
+    }
     if path == "/powered" {
         // What application servers announce and a firewall may scrub.
         r.headers_mut()
