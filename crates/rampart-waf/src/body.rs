@@ -159,3 +159,254 @@ mod tests {
         assert!(xml_document(b"just text").is_err());
     }
 }
+
+/// A multipart/form-data body, split.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Multipart {
+    /// Parts without a file name: (field, value).
+    pub args: Vec<(String, Vec<u8>)>,
+    /// Parts with a file name: (field, file name, size).
+    pub files: Vec<(String, String, usize)>,
+    /// Every header line of every part: (field, `Name: value`).
+    pub part_headers: Vec<(String, Vec<u8>)>,
+    /// Deviations ModSecurity flags (`MULTIPART_*` variables).
+    pub data_before: bool,
+    pub data_after: bool,
+    pub header_folding: bool,
+    pub lf_line: bool,
+    pub invalid_quoting: bool,
+    pub invalid_part: bool,
+    pub unmatched_boundary: bool,
+    pub boundary_quoted: bool,
+    pub boundary_whitespace: bool,
+}
+
+impl Multipart {
+    /// `MULTIPART_STRICT_ERROR`: any of the deviations.
+    pub fn strict_error(&self) -> bool {
+        self.data_before
+            || self.data_after
+            || self.header_folding
+            || self.lf_line
+            || self.invalid_quoting
+            || self.invalid_part
+            || self.unmatched_boundary
+            || self.boundary_whitespace
+    }
+}
+
+/// Most parts read from one body.
+pub const MAX_PARTS: usize = 1000;
+
+/// The boundary of a `multipart/form-data; boundary=…` Content-Type, and whether it was quoted
+/// or had whitespace around it.
+fn boundary_of(content_type: &str) -> Option<(String, bool, bool)> {
+    let lower = content_type.to_ascii_lowercase();
+    let at = lower.find("boundary")?;
+    let rest = content_type[at + "boundary".len()..].trim_start();
+    let rest = rest.strip_prefix('=')?;
+    let whitespace = rest.starts_with(char::is_whitespace);
+    let rest = rest.trim_start();
+    let (value, quoted) = match rest.strip_prefix('"') {
+        Some(q) => (q.split('"').next().unwrap_or(""), true),
+        None => (
+            rest.split([';', ',']).next().unwrap_or("").trim_end(),
+            false,
+        ),
+    };
+    (!value.is_empty()).then(|| (value.to_string(), quoted, whitespace))
+}
+
+/// A `name="value"` (or unquoted) parameter of a Content-Disposition header.
+fn disposition_param(header: &str, param: &str) -> (Option<String>, bool) {
+    let mut invalid_quoting = false;
+    for piece in header.split(';').skip(1) {
+        let piece = piece.trim();
+        let Some((k, v)) = piece.split_once('=') else {
+            continue;
+        };
+        if !k.trim().eq_ignore_ascii_case(param) {
+            continue;
+        }
+        let v = v.trim();
+        if let Some(inner) = v.strip_prefix('"') {
+            match inner.strip_suffix('"') {
+                Some(body) => return (Some(body.replace("\\\"", "\"")), invalid_quoting),
+                None => {
+                    invalid_quoting = true;
+                    return (Some(inner.to_string()), invalid_quoting);
+                }
+            }
+        }
+        if v.starts_with('\'') || v.contains('"') {
+            invalid_quoting = true;
+        }
+        return (Some(v.to_string()), invalid_quoting);
+    }
+    (None, invalid_quoting)
+}
+
+/// Splits a multipart/form-data body.
+pub fn multipart(body: &[u8], content_type: &str) -> Result<Multipart, String> {
+    let (boundary, quoted, whitespace) =
+        boundary_of(content_type).ok_or("multipart Content-Type without a boundary")?;
+    let mut out = Multipart {
+        boundary_quoted: quoted,
+        boundary_whitespace: whitespace,
+        ..Multipart::default()
+    };
+    let delimiter = format!("--{boundary}").into_bytes();
+    let find = |hay: &[u8], from: usize| -> Option<usize> {
+        hay.get(from..)?
+            .windows(delimiter.len())
+            .position(|w| w == delimiter.as_slice())
+            .map(|p| p + from)
+    };
+    let Some(first) = find(body, 0) else {
+        out.unmatched_boundary = true;
+        return Ok(out);
+    };
+    if body[..first].iter().any(|b| !b.is_ascii_whitespace()) {
+        out.data_before = true;
+    }
+    let mut at = first;
+    let mut closed = false;
+    while out.args.len() + out.files.len() < MAX_PARTS {
+        let after = at + delimiter.len();
+        if body[after..].starts_with(b"--") {
+            closed = true;
+            if body[after + 2..].iter().any(|b| !b.is_ascii_whitespace()) {
+                out.data_after = true;
+            }
+            break;
+        }
+        // The rest of the boundary line.
+        let line_end = match body[after..].iter().position(|&b| b == b'\n') {
+            Some(p) => after + p + 1,
+            None => break,
+        };
+        let next = find(body, line_end);
+        let part_end = next.unwrap_or(body.len());
+        let part = &body[line_end..part_end];
+        // The part's data ends before the CRLF (or LF) that precedes the next delimiter.
+        let part = part
+            .strip_suffix(b"\r\n")
+            .or_else(|| part.strip_suffix(b"\n"))
+            .unwrap_or(part);
+        read_part(part, &mut out);
+        match next {
+            Some(n) => at = n,
+            None => break,
+        }
+    }
+    if !closed {
+        out.unmatched_boundary = true;
+    }
+    Ok(out)
+}
+
+fn read_part(part: &[u8], out: &mut Multipart) {
+    // Headers end at the first empty line.
+    let (head, data) = match part.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => (&part[..p], &part[p + 4..]),
+        None => match part.windows(2).position(|w| w == b"\n\n") {
+            Some(p) => {
+                out.lf_line = true;
+                (&part[..p], &part[p + 2..])
+            }
+            None => {
+                out.invalid_part = true;
+                return;
+            }
+        },
+    };
+    let head = String::from_utf8_lossy(head);
+    let mut lines: Vec<String> = Vec::new();
+    let count = head.split('\n').count();
+    for (k, raw) in head.split('\n').enumerate() {
+        // The last line lost its CRLF with the blank line that ends the head.
+        let line = match raw.strip_suffix('\r') {
+            Some(l) => l,
+            None => {
+                if k + 1 < count {
+                    out.lf_line = true;
+                }
+                raw
+            }
+        };
+        if line.starts_with([' ', '\t']) {
+            out.header_folding = true;
+            if let Some(last) = lines.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+                continue;
+            }
+        }
+        lines.push(line.to_string());
+    }
+    let disposition = lines
+        .iter()
+        .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))
+        .cloned();
+    let Some(disposition) = disposition else {
+        out.invalid_part = true;
+        return;
+    };
+    let (name, bad_name) = disposition_param(&disposition, "name");
+    let (filename, bad_file) = disposition_param(&disposition, "filename");
+    out.invalid_quoting |= bad_name || bad_file;
+    let name = name.unwrap_or_default();
+    for line in &lines {
+        out.part_headers
+            .push((name.clone(), line.as_bytes().to_vec()));
+    }
+    match filename {
+        Some(file) => out.files.push((name, file, data.len())),
+        None => out.args.push((name, data.to_vec())),
+    }
+}
+
+#[cfg(test)]
+mod multipart_tests {
+    use super::*;
+
+    #[test]
+    fn parts_files_and_headers() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nhello\r\n\
+            --XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"x.php\"\r\nContent-Type: text/plain\r\n\r\n<?php ?>\r\n\
+            --XyZ--\r\n";
+        let m = multipart(body, "multipart/form-data; boundary=XyZ").unwrap();
+        assert_eq!(m.args, vec![("a".to_string(), b"hello".to_vec())]);
+        assert_eq!(m.files, vec![("up".to_string(), "x.php".to_string(), 8)]);
+        assert_eq!(m.part_headers.len(), 3);
+        assert_eq!(
+            m.part_headers[2],
+            ("up".to_string(), b"Content-Type: text/plain".to_vec())
+        );
+        assert!(!m.strict_error(), "{m:?}");
+    }
+
+    #[test]
+    fn deviations_are_flagged() {
+        let m = multipart(
+            b"junk--B\nContent-Disposition: form-data; name=\"a\"\n\nv\n--B--\nafter",
+            "multipart/form-data; boundary=\"B\"",
+        )
+        .unwrap();
+        assert!(m.data_before && m.data_after && m.lf_line && m.boundary_quoted);
+        let m = multipart(
+            b"--B\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n",
+            "multipart/form-data; boundary=B",
+        )
+        .unwrap();
+        assert!(m.unmatched_boundary);
+        let m = multipart(
+            b"--B\r\nContent-Disposition: form-data;\r\n name=\"a\"\r\n\r\nv\r\n--B--",
+            "multipart/form-data; boundary=B",
+        )
+        .unwrap();
+        assert!(m.header_folding);
+        assert_eq!(m.args[0].0, "a");
+        assert!(multipart(b"x", "multipart/form-data").is_err());
+    }
+}

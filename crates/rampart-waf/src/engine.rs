@@ -104,6 +104,7 @@ pub struct Transaction {
     reqbody_processor: Option<String>,
     reqbody_error: Option<String>,
     xml: Option<crate::body::XmlDocument>,
+    multipart: Option<crate::body::Multipart>,
     response_status: Option<u16>,
     response_headers: Collection,
     response_body: Vec<u8>,
@@ -138,6 +139,7 @@ impl Transaction {
             reqbody_processor: None,
             reqbody_error: None,
             xml: None,
+            multipart: None,
             response_status: None,
             response_headers: Collection::default(),
             response_body: Vec::new(),
@@ -216,6 +218,8 @@ impl Transaction {
             let processor = self.reqbody_processor.clone().unwrap_or_else(|| {
                 if content_type.starts_with("application/x-www-form-urlencoded") {
                     "URLENCODED".into()
+                } else if content_type.starts_with("multipart/form-data") {
+                    "MULTIPART".into()
                 } else {
                     String::new()
                 }
@@ -232,6 +236,21 @@ impl Transaction {
                     }
                     Err(e) => self.reqbody_error = Some(e),
                 },
+                "MULTIPART" => {
+                    let raw_type = self
+                        .header("content-type")
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    match crate::body::multipart(body, &raw_type) {
+                        Ok(m) => {
+                            for (k, v) in &m.args {
+                                self.args_post.push(k.clone(), v.clone());
+                            }
+                            self.multipart = Some(m);
+                        }
+                        Err(e) => self.reqbody_error = Some(e),
+                    }
+                }
                 "XML" => match crate::body::xml_document(body) {
                     Ok(doc) => self.xml = Some(doc),
                     Err(e) => self.reqbody_error = Some(e),
@@ -781,7 +800,63 @@ impl Transaction {
                     _ => single(doc.text.clone()),
                 }
             }
-            // Not collected yet (files, persistent collections): no values.
+            "FILES" | "FILES_NAMES" | "FILES_SIZES" => {
+                let Some(m) = &self.multipart else {
+                    return Vec::new();
+                };
+                m.files
+                    .iter()
+                    .filter(|(field, _, _)| key_matches(field) && keep(name, field))
+                    .map(|(field, file, size)| Value {
+                        name: format!("{name}:{field}"),
+                        data: match name {
+                            "FILES" => file.clone().into_bytes(),
+                            "FILES_NAMES" => field.clone().into_bytes(),
+                            _ => size.to_string().into_bytes(),
+                        },
+                    })
+                    .collect()
+            }
+            "FILES_COMBINED_SIZE" => {
+                let total: usize = self
+                    .multipart
+                    .as_ref()
+                    .map_or(0, |m| m.files.iter().map(|f| f.2).sum());
+                single(total.to_string().into_bytes())
+            }
+            "MULTIPART_PART_HEADERS" => {
+                let Some(m) = &self.multipart else {
+                    return Vec::new();
+                };
+                m.part_headers
+                    .iter()
+                    .filter(|(field, _)| key_matches(field) && keep(name, field))
+                    .map(|(field, line)| Value {
+                        name: format!("MULTIPART_PART_HEADERS:{field}"),
+                        data: line.clone(),
+                    })
+                    .collect()
+            }
+            flag if flag.starts_with("MULTIPART_") => {
+                let Some(m) = &self.multipart else {
+                    return Vec::new();
+                };
+                let on = match flag {
+                    "MULTIPART_STRICT_ERROR" => m.strict_error(),
+                    "MULTIPART_UNMATCHED_BOUNDARY" => m.unmatched_boundary,
+                    "MULTIPART_DATA_BEFORE" => m.data_before,
+                    "MULTIPART_DATA_AFTER" => m.data_after,
+                    "MULTIPART_HEADER_FOLDING" => m.header_folding,
+                    "MULTIPART_LF_LINE" => m.lf_line,
+                    "MULTIPART_INVALID_QUOTING" => m.invalid_quoting,
+                    "MULTIPART_INVALID_PART" => m.invalid_part,
+                    "MULTIPART_BOUNDARY_QUOTED" => m.boundary_quoted,
+                    "MULTIPART_BOUNDARY_WHITESPACE" => m.boundary_whitespace,
+                    _ => false,
+                };
+                single(if on { b"1".to_vec() } else { b"0".to_vec() })
+            }
+            // Not collected (persistent collections and the like): no values.
             _ => Vec::new(),
         }
     }
@@ -1081,6 +1156,46 @@ mod tests {
         assert_eq!(post("application/xml", b"<a k=\"${jndi:x}\"/>"), Some(53));
         assert_eq!(post("text/xml", b"<a><b>${jndi:y}</b></a>"), Some(53));
         assert_eq!(post("text/xml", b"<a><b></a>"), Some(52));
+    }
+
+    #[test]
+    fn multipart_bodies_give_files_and_part_headers() {
+        let set = rules(&format!(
+            "{SETUP}SecRule FILES \"@rx \\.php$\" \"id:60,phase:2,deny,status:403\"\n\
+             SecRule MULTIPART_PART_HEADERS \"@rx (?i)^content-type\\s*:\\s*text/x-evil\" \"id:61,phase:2,deny,status:406\"\n\
+             SecRule MULTIPART_STRICT_ERROR \"!@eq 0\" \"id:62,phase:2,deny,status:400\"\n\
+             SecRule ARGS:comment \"@contains attack\" \"id:63,phase:2,deny\"\n"
+        ));
+        let post = |body: &[u8]| {
+            let mut h = head(
+                "/upload",
+                &[("Content-Type", "multipart/form-data; boundary=b1")],
+            );
+            h.method = "POST".into();
+            let mut t = Transaction::new(set.clone(), h);
+            t.process_request_headers();
+            t.process_request_body(body);
+            t.intervention().map(|i| i.rule_id)
+        };
+        let part = |headers: &str, data: &str| format!("--b1\r\n{headers}\r\n\r\n{data}\r\n");
+        let file = part(
+            "Content-Disposition: form-data; name=\"f\"; filename=\"shell.php\"",
+            "<?php",
+        );
+        assert_eq!(post(format!("{file}--b1--\r\n").as_bytes()), Some(60));
+        let typed = part(
+            "Content-Disposition: form-data; name=\"g\"; filename=\"a.txt\"\r\nContent-Type: text/x-evil",
+            "x",
+        );
+        assert_eq!(post(format!("{typed}--b1--\r\n").as_bytes()), Some(61));
+        let arg = part(
+            "Content-Disposition: form-data; name=\"comment\"",
+            "an attack",
+        );
+        assert_eq!(post(format!("{arg}--b1--\r\n").as_bytes()), Some(63));
+        assert_eq!(post(arg.as_bytes()), Some(62), "no closing boundary");
+        let fine = part("Content-Disposition: form-data; name=\"comment\"", "fine");
+        assert_eq!(post(format!("{fine}--b1--\r\n").as_bytes()), None);
     }
 
     #[test]

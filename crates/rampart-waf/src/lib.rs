@@ -7,7 +7,7 @@
 //! - [`parser`]: rule files → directives (quoting, line continuations, positions), and the
 //!   parts of a rule: variables, operator, actions.
 //! - [`transform`]: the transformations (`t:`) over bytes.
-//! - [`body`]: JSON and XML request body processors.
+//! - [`body`]: JSON, XML and multipart request body processors.
 //! - [`engine`]: a transaction run through a rule set phase by phase (variables, chains,
 //!   actions, macros, anomaly scoring, runtime `ctl`, interventions, audit messages).
 //! - [`rules`]: directives compiled into a rule set (phases, chains, markers, defaults,
