@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::operator::Expand;
+use crate::operator::{Expand, to_number};
 use crate::parser::{VariableKey, VariableSpec};
 use crate::rules::{
     AllowScope, Ctl, Disruptive, EngineMode, Entry, IdRange, Rule, RuleActions, RuleSet, SetVar,
@@ -977,20 +977,6 @@ fn parse_urlencoded(body: &[u8], separator: u8) -> Collection {
         out.push(String::from_utf8_lossy(&decode(k)).into_owned(), decode(v));
     }
     out
-}
-
-fn to_number(value: &[u8]) -> i64 {
-    let text = std::str::from_utf8(value).unwrap_or("").trim();
-    let (negative, digits) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    let mut n: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
-    }
-    if negative { -n } else { n }
 }
 
 /// A rule set shared by many transactions.

@@ -518,7 +518,7 @@ fn ip_list<'a>(items: impl Iterator<Item = &'a str>) -> Result<rampart_firewall:
 
 /// ModSecurity's string-to-number: leading whitespace and sign, then digits; anything else
 /// ends the number (no digits at all is 0).
-fn to_number(value: &[u8]) -> i64 {
+pub(crate) fn to_number(value: &[u8]) -> i64 {
     let text = std::str::from_utf8(value).unwrap_or("").trim_start();
     let (negative, digits) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),

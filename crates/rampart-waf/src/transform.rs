@@ -405,6 +405,19 @@ fn html_entity_decode(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// An octal escape's byte (up to three digits at the start of `digits`) and the digits used.
+fn octal(digits: &[u8]) -> (u8, usize) {
+    let n = digits
+        .iter()
+        .take(3)
+        .take_while(|d| (b'0'..=b'7').contains(*d))
+        .count();
+    let value = digits[..n]
+        .iter()
+        .fold(0u32, |v, d| v * 8 + u32::from(d - b'0'));
+    ((value & 0xff) as u8, n)
+}
+
 fn js_decode(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
@@ -436,14 +449,8 @@ fn js_decode(input: &[u8]) -> Vec<u8> {
                 i += 4;
             }
             b'0'..=b'7' => {
-                let mut value: u32 = 0;
-                let mut n = 0;
-                while n < 3 && i + 1 + n < input.len() && (b'0'..=b'7').contains(&input[i + 1 + n])
-                {
-                    value = value * 8 + u32::from(input[i + 1 + n] - b'0');
-                    n += 1;
-                }
-                out.push((value & 0xff) as u8);
+                let (byte, n) = octal(&input[i + 1..]);
+                out.push(byte);
                 i += 1 + n;
             }
             _ => {
@@ -496,13 +503,8 @@ fn escape_seq_decode(input: &[u8]) -> Vec<u8> {
             out.push(hex2(input[i + 2], input[i + 3]).unwrap_or(0));
             i += 4;
         } else if (b'0'..=b'7').contains(&next) {
-            let mut value: u32 = 0;
-            let mut n = 0;
-            while n < 3 && i + 1 + n < input.len() && (b'0'..=b'7').contains(&input[i + 1 + n]) {
-                value = value * 8 + u32::from(input[i + 1 + n] - b'0');
-                n += 1;
-            }
-            out.push((value & 0xff) as u8);
+            let (byte, n) = octal(&input[i + 1..]);
+            out.push(byte);
             i += 1 + n;
         } else {
             // Unknown escape: kept as written.
