@@ -211,6 +211,22 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Rampart's IPv4 ban set as nft lists it in namespace `ns`.
+fn kernel_bans(ns: &str) -> String {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "nft",
+        "list",
+        "set",
+        "inet",
+        "rampart_test",
+        "banned4",
+    ])
+}
+
 /// nmap's state for each port, scanned from namespace `ns`.
 fn nmap(ns: &str, target: &str, ports: &str) -> String {
     sh(&[
@@ -440,19 +456,13 @@ fn zones_bans_and_kernel_segmentation_across_namespaces() {
         Reply::Status(404)
     );
     let banned_at = Instant::now();
-    let set = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &fw,
-        "nft",
-        "list",
-        "set",
-        "inet",
-        "rampart_test",
-        "banned4",
-    ]);
-    assert!(set.contains("10.77.1.2"), "{set}");
+    // The kernel gets the ban from the reconciler task, asynchronously: within a second.
+    let mut set = String::new();
+    let in_kernel = wait_for(Duration::from_secs(1), || {
+        set = kernel_bans(&fw);
+        set.contains("10.77.1.2")
+    });
+    assert!(in_kernel, "{set}");
     assert!(
         banned_at.elapsed() < Duration::from_secs(1),
         "ban took {:?}",
@@ -479,19 +489,11 @@ fn zones_bans_and_kernel_segmentation_across_namespaces() {
         Reply::Status(404)
     );
     let second_at = Instant::now();
-    let set = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &fw,
-        "nft",
-        "list",
-        "set",
-        "inet",
-        "rampart_test",
-        "banned4",
-    ]);
-    assert!(set.contains("10.77.1.2 timeout 6s"), "{set}");
+    let in_kernel = wait_for(Duration::from_secs(1), || {
+        set = kernel_bans(&fw);
+        set.contains("10.77.1.2 timeout 6s")
+    });
+    assert!(in_kernel, "{set}");
     assert_eq!(get(&public, "10.77.1.1:8080", "/hello"), Reply::TimedOut);
 
     // The allow-listed management network is never banned.
