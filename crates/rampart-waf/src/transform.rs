@@ -632,16 +632,21 @@ fn trim(input: &[u8], left: bool, right: bool) -> &[u8] {
     s
 }
 
+/// The index after the `/* … */` comment starting at `start` (the end for an unclosed one).
+fn after_block_comment(input: &[u8], start: usize) -> usize {
+    match input[start + 2..].windows(2).position(|w| w == b"*/") {
+        Some(end) => start + 2 + end + 2,
+        None => input.len(),
+    }
+}
+
 /// `/* … */` becomes one space (an unterminated comment runs to the end).
 fn replace_comments(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
         if input[i..].starts_with(b"/*") {
-            match input[i + 2..].windows(2).position(|w| w == b"*/") {
-                Some(end) => i += 2 + end + 2,
-                None => i = input.len(),
-            }
+            i = after_block_comment(input, i);
             out.push(b' ');
         } else {
             out.push(input[i]);
@@ -658,10 +663,7 @@ fn remove_comments(input: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < input.len() {
         if input[i..].starts_with(b"/*") {
-            match input[i + 2..].windows(2).position(|w| w == b"*/") {
-                Some(end) => i += 2 + end + 2,
-                None => i = input.len(),
-            }
+            i = after_block_comment(input, i);
         } else if input[i..].starts_with(b"--") || input[i] == b'#' {
             out.push(b' ');
             break;

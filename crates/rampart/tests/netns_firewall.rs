@@ -211,6 +211,28 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// Runs Rampart with `cfg` in namespace `fw` and waits until `probe_ns` gets a 200 from it at
+/// `address`.
+fn start_rampart(fw: &str, cfg: &std::path::Path, probe_ns: &str, address: &str) -> Proc {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        fw,
+        env!("CARGO_BIN_EXE_rampart"),
+        "run",
+        "--config",
+    ])
+    .arg(cfg)
+    .env_remove("RAMPART_CONFIG");
+    let proc = Proc::spawn(cmd);
+    let up = wait_for(Duration::from_secs(15), || {
+        get(probe_ns, address, "/hello") == Reply::Status(200)
+    });
+    assert!(up, "not serving; stderr:\n{}", proc.stderr());
+    proc
+}
+
 /// Rampart's IPv4 ban set as nft lists it in namespace `ns`.
 fn kernel_bans(ns: &str) -> String {
     sh(&[
@@ -397,22 +419,7 @@ fn zones_bans_and_kernel_segmentation_across_namespaces() {
     let log = dir.path().join("security.log");
     let cfg = dir.path().join("rampart.toml");
     std::fs::write(&cfg, config(&log)).unwrap();
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        &fw,
-        env!("CARGO_BIN_EXE_rampart"),
-        "run",
-        "--config",
-    ])
-    .arg(&cfg)
-    .env_remove("RAMPART_CONFIG");
-    let mut proc = Proc::spawn(cmd);
-    let up = wait_for(Duration::from_secs(15), || {
-        get(&public, "10.77.1.1:8080", "/hello") == Reply::Status(200)
-    });
-    assert!(up, "not serving; stderr:\n{}", proc.stderr());
+    let mut proc = start_rampart(&fw, &cfg, &public, "10.77.1.1:8080");
 
     // Zones: the public client reaches the public route only; the mgmt network reaches both.
     assert_eq!(
@@ -726,22 +733,7 @@ fn slowloris_and_slow_bodies_get_the_attacker_banned_while_others_are_served() {
         "netns-admin-token-0123456789\n",
     )
     .unwrap();
-    let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        &fw,
-        env!("CARGO_BIN_EXE_rampart"),
-        "run",
-        "--config",
-    ])
-    .arg(&cfg)
-    .env_remove("RAMPART_CONFIG");
-    let mut proc = Proc::spawn(cmd);
-    let up = wait_for(Duration::from_secs(15), || {
-        get(&mgmt, "10.77.2.1:8080", "/hello") == Reply::Status(200)
-    });
-    assert!(up, "not serving; stderr:\n{}", proc.stderr());
+    let mut proc = start_rampart(&fw, &cfg, &mgmt, "10.77.2.1:8080");
 
     // The admin API and the metrics endpoint belong to the mgmt zone, also without nftables:
     // other sources are closed unanswered.
