@@ -228,3 +228,46 @@ fn missing_set_file_is_an_error() {
         "{e}"
     );
 }
+
+#[test]
+fn waf_mistakes_are_named() {
+    let text = r#"
+[[listeners]]
+name = "web"
+address = "127.0.0.1:8080"
+
+[[pools]]
+name = "app"
+backends = [{ address = "127.0.0.1:9001" }]
+
+[[routes]]
+name = "api"
+pool = "app"
+waf = "nope"
+
+[waf]
+audit_log = ""
+
+[[waf.rulesets]]
+name = "a"
+files = ["/nonexistent/rules.conf", "/nonexistent-dir/*.conf"]
+mode = "panic"
+paranoia = 7
+
+[[waf.rulesets]]
+name = "a"
+"#;
+    let all = load(text).unwrap_err().to_string();
+    for e in [
+        "routes[0].waf: no WAF rule set named \"nope\"",
+        "waf.audit_log: empty",
+        "waf.rulesets[0].files[0]: file \"/nonexistent/rules.conf\" does not exist",
+        "waf.rulesets[0].files[1]: directory of \"/nonexistent-dir/*.conf\" does not exist",
+        "waf.rulesets[0].mode: unknown value \"panic\"",
+        "waf.rulesets[0].paranoia: 7 is out of range 1..=4",
+        "waf.rulesets[1].name: duplicate WAF rule set name \"a\"",
+        "waf.rulesets[1].files: a WAF rule set needs at least one file",
+    ] {
+        assert!(all.contains(e), "missing {e:?} in:\n{all}");
+    }
+}
