@@ -34,6 +34,21 @@ pub struct RawWafRuleset {
     pub files: Vec<String>,
     pub mode: Option<String>,
     pub paranoia: Option<i64>,
+    #[serde(default)]
+    pub exclude_rules: Vec<i64>,
+    #[serde(default)]
+    pub exclude_tags: Vec<String>,
+    #[serde(default)]
+    pub exclude_targets: Vec<RawWafTargetExclusion>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWafTargetExclusion {
+    #[serde(default)]
+    pub rules: Vec<i64>,
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -27,6 +27,48 @@ pub struct WafRuleset {
     pub mode: Option<WafMode>,
     /// Sets the CRS paranoia level (`tx.blocking_paranoia_level`) before the files.
     pub paranoia: Option<u8>,
+    /// Rules removed after the files (`SecRuleRemoveById`).
+    pub exclude_rules: Vec<u64>,
+    /// Rules removed by tag (`SecRuleRemoveByTag`).
+    pub exclude_tags: Vec<String>,
+    /// Variables that some rules no longer inspect (`SecRuleUpdateTargetById/ByTag "!…"`).
+    pub exclude_targets: Vec<WafTargetExclusion>,
+}
+
+/// Targets taken out of the rules with these ids, or with this tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WafTargetExclusion {
+    pub rules: Vec<u64>,
+    pub tag: Option<String>,
+    /// `ARGS:password`, `REQUEST_COOKIES:/^session_/`, …
+    pub targets: Vec<String>,
+}
+
+impl WafRuleset {
+    /// The exclusions as SecLang directives, to be read after the rule files.
+    pub fn exclusion_directives(&self) -> String {
+        let mut out = String::new();
+        if !self.exclude_rules.is_empty() {
+            let ids: Vec<String> = self.exclude_rules.iter().map(u64::to_string).collect();
+            out.push_str(&format!("SecRuleRemoveById {}\n", ids.join(" ")));
+        }
+        for tag in &self.exclude_tags {
+            out.push_str(&format!("SecRuleRemoveByTag \"{tag}\"\n"));
+        }
+        for e in &self.exclude_targets {
+            let negated: Vec<String> = e.targets.iter().map(|t| format!("!{t}")).collect();
+            let targets = negated.join("|");
+            for id in &e.rules {
+                out.push_str(&format!("SecRuleUpdateTargetById {id} \"{targets}\"\n"));
+            }
+            if let Some(tag) = &e.tag {
+                out.push_str(&format!(
+                    "SecRuleUpdateTargetByTag \"{tag}\" \"{targets}\"\n"
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// The validated `[waf]` section.
@@ -104,15 +146,93 @@ pub(crate) fn build_waf(ctx: &mut Ctx<'_>, path: &FieldPath, raw: &RawWaf, base:
         let paranoia = r
             .paranoia
             .map(|_| ctx.int(&p.key("paranoia"), r.paranoia, 1, 1, 4) as u8);
+        let rule_id = |ctx: &mut Ctx<'_>, path: &FieldPath, id: i64| {
+            if id < 1 {
+                ctx.error(path, format!("{id} is not a rule id (1 or more)"));
+            }
+            id.max(0) as u64
+        };
+        let exclude_rules = r
+            .exclude_rules
+            .iter()
+            .enumerate()
+            .map(|(j, &id)| rule_id(ctx, &p.key("exclude_rules").index(j), id))
+            .collect();
+        let exclude_tags = r
+            .exclude_tags
+            .iter()
+            .enumerate()
+            .map(|(j, tag)| {
+                seclang_word(ctx, &p.key("exclude_tags").index(j), tag, "tag");
+                tag.clone()
+            })
+            .collect();
+        let mut exclude_targets = Vec::new();
+        for (j, e) in r.exclude_targets.iter().enumerate() {
+            let q = p.key("exclude_targets").index(j);
+            if e.rules.is_empty() && e.tag.is_none() {
+                ctx.error(
+                    &q,
+                    "name the rules (rules = [id, …]) or a tag (tag = \"…\")",
+                );
+            }
+            if e.targets.is_empty() {
+                ctx.error(&q.key("targets"), "at least one target (\"ARGS:name\", …)");
+            }
+            let rules = e
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(k, &id)| rule_id(ctx, &q.key("rules").index(k), id))
+                .collect();
+            if let Some(tag) = &e.tag {
+                seclang_word(ctx, &q.key("tag"), tag, "tag");
+            }
+            for (k, t) in e.targets.iter().enumerate() {
+                seclang_word(ctx, &q.key("targets").index(k), t, "target");
+                if t.starts_with('!') || t.contains('|') {
+                    ctx.error(
+                        &q.key("targets").index(k),
+                        format!("\"{t}\": one variable per entry, without '!' or '|'"),
+                    );
+                }
+            }
+            exclude_targets.push(WafTargetExclusion {
+                rules,
+                tag: e.tag.clone(),
+                targets: e.targets.clone(),
+            });
+        }
         rulesets.push(WafRuleset {
             name,
             files,
             mode,
             paranoia,
+            exclude_rules,
+            exclude_tags,
+            exclude_targets,
         });
     }
     Waf {
         rulesets,
         audit_log,
+    }
+}
+
+/// A tag or target goes into a quoted SecLang argument: no quotes, backslashes, control bytes.
+fn seclang_word(ctx: &mut Ctx<'_>, path: &FieldPath, value: &str, what: &str) {
+    if value.is_empty() {
+        ctx.error(path, format!("empty {what}"));
+    } else if value
+        .chars()
+        .any(|c| c == '"' || c == '\\' || c.is_control() || c.is_whitespace())
+    {
+        ctx.error(
+            path,
+            format!(
+                "{what} \"{}\" holds a quote, backslash, space or control character",
+                value.escape_debug()
+            ),
+        );
     }
 }

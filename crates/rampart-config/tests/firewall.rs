@@ -256,6 +256,9 @@ paranoia = 7
 
 [[waf.rulesets]]
 name = "a"
+exclude_rules = [942100, 0]
+exclude_tags = ["attack sqli"]
+exclude_targets = [{ targets = ["!ARGS:x|ARGS:y", "ARGS:\"q"] }, { tag = "attack-xss" }]
 "#;
     let all = load(text).unwrap_err().to_string();
     for e in [
@@ -267,6 +270,12 @@ name = "a"
         "waf.rulesets[0].paranoia: 7 is out of range 1..=4",
         "waf.rulesets[1].name: duplicate WAF rule set name \"a\"",
         "waf.rulesets[1].files: a WAF rule set needs at least one file",
+        "waf.rulesets[1].exclude_rules[1]: 0 is not a rule id",
+        "waf.rulesets[1].exclude_tags[0]: tag \"attack sqli\" holds a quote, backslash, space",
+        "waf.rulesets[1].exclude_targets[0]: name the rules",
+        "waf.rulesets[1].exclude_targets[0].targets[0]: \"!ARGS:x|ARGS:y\": one variable per entry",
+        "waf.rulesets[1].exclude_targets[0].targets[1]: target \"ARGS:\\\"q\" holds a quote",
+        "waf.rulesets[1].exclude_targets[1].targets: at least one target",
     ] {
         assert!(all.contains(e), "missing {e:?} in:\n{all}");
     }

@@ -865,8 +865,20 @@ fn parse_head(buf: &mut BytesMut, limits: &ListenerLimits) -> Result<Option<Head
     let bad = |detail| HeadError::Answer(StatusCode::BAD_REQUEST, detail);
     let method = Method::from_bytes(&head[method_span.0..method_span.0 + method_span.1])
         .map_err(|_| bad("invalid method"))?;
-    let uri = http::Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1))
-        .map_err(|_| bad("invalid request target"))?;
+    let target = head.slice(path_span.0..path_span.0 + path_span.1);
+    let mut raw_target = None;
+    let uri = match http::Uri::from_maybe_shared(target.clone()) {
+        Ok(uri) => uri,
+        Err(_) => {
+            // Characters that browsers escape but clients (and attackers) send raw, such as
+            // `"`, `<`, `{`: accepted as NGINX does, escaped for the upstream, and the target
+            // as received kept for the WAF.
+            let escaped = escape_target(&target).ok_or_else(|| bad("invalid request target"))?;
+            raw_target = Some(target);
+            http::Uri::from_maybe_shared(Bytes::from(escaped))
+                .map_err(|_| bad("invalid request target"))?
+        }
+    };
     let version = if minor == 0 {
         Version::HTTP_10
     } else {
@@ -923,6 +935,9 @@ fn parse_head(buf: &mut BytesMut, limits: &ListenerLimits) -> Result<Option<Head
     *request.uri_mut() = uri;
     *request.version_mut() = version;
     *request.headers_mut() = headers;
+    if let Some(raw) = raw_target {
+        request.extensions_mut().insert(crate::waf::RawTarget(raw));
+    }
     Ok(Some(Head {
         request,
         keep_alive: !close,
@@ -1366,6 +1381,24 @@ pub async fn sniff_h2(io: &mut TcpStream, limit: Duration) -> Option<(BytesMut, 
     }
 }
 
+/// An origin-form target with every byte outside RFC 3986's path and query characters
+/// percent-encoded; `None` unless it starts with `/` and holds only visible bytes.
+fn escape_target(target: &[u8]) -> Option<Vec<u8>> {
+    if target.first() != Some(&b'/') || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(target.len() + 16);
+    for &b in target {
+        let plain = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b);
+        if plain {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1380,6 +1413,40 @@ mod tests {
             Err(HeadError::Answer(status, _)) => Some(status.as_u16()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn raw_targets_are_escaped_and_kept() {
+        let limits = ListenerLimits::default();
+        let head = parse(
+            b"GET /get?x=<script>\"a\"{1}|^`\\ HTTP/1.1\r\nHost: x\r\n\r\n",
+            &limits,
+        )
+        .ok()
+        .flatten()
+        .expect("accepted as NGINX accepts it");
+        assert_eq!(
+            head.request.uri().to_string(),
+            "/get?x=%3Cscript%3E%22a%22%7B1%7D%7C%5E%60%5C"
+        );
+        let raw = head
+            .request
+            .extensions()
+            .get::<crate::waf::RawTarget>()
+            .unwrap();
+        assert_eq!(&raw.0[..], &b"/get?x=<script>\"a\"{1}|^`\\"[..]);
+        let plain = parse(b"GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n", &limits)
+            .ok()
+            .flatten()
+            .unwrap();
+        assert!(
+            plain
+                .request
+                .extensions()
+                .get::<crate::waf::RawTarget>()
+                .is_none()
+        );
+        assert_eq!(escape_target(b"x<"), None, "only origin-form targets");
     }
 
     #[test]

@@ -11,8 +11,8 @@ use rampart_waf::{RequestHead, RuleSet, Transaction};
 /// Rule files larger than this are refused.
 const MAX_RULE_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Rule files and data files on disk.
-struct Disk;
+/// Rule files and data files on disk (`Include` globs in the last path component).
+pub struct Disk;
 
 fn read(path: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -79,6 +79,36 @@ impl rampart_waf::Sources for Disk {
     }
 }
 
+/// Compiles a rule set from SecLang files: the mode and paranoia level (when given) are set
+/// first, then `before`, the files in order, and `after` (exclusions) last.
+pub fn compile_files(
+    name: &str,
+    mode: Option<WafMode>,
+    paranoia: Option<u8>,
+    before: &str,
+    files: &[PathBuf],
+    after: &str,
+) -> Result<RuleSet, String> {
+    let mut main = String::new();
+    match mode {
+        Some(WafMode::Block) => main.push_str("SecRuleEngine On\n"),
+        Some(WafMode::Detect) => main.push_str("SecRuleEngine DetectionOnly\n"),
+        None => {}
+    }
+    if let Some(pl) = paranoia {
+        main.push_str(&format!(
+            "SecAction \"id:8900001,phase:1,pass,nolog,setvar:tx.blocking_paranoia_level={pl}\"\n"
+        ));
+    }
+    main.push_str(before);
+    for file in files {
+        main.push_str(&format!("Include \"{}\"\n", file.display()));
+    }
+    main.push_str(after);
+    let origin = format!("<waf rule set {name}>");
+    rampart_waf::compile(&main, &origin, &Disk).map_err(|e| format!("waf rule set \"{name}\": {e}"))
+}
+
 /// The compiled rule sets of a runtime, per route.
 #[derive(Default)]
 pub struct WafRuntime {
@@ -99,24 +129,16 @@ impl WafRuntime {
             {
                 continue;
             }
-            let mut main = String::new();
-            match set.mode {
-                Some(WafMode::Block) => main.push_str("SecRuleEngine On\n"),
-                Some(WafMode::Detect) => main.push_str("SecRuleEngine DetectionOnly\n"),
-                None => {}
-            }
-            if let Some(pl) = set.paranoia {
-                main.push_str(&format!(
-                    "SecAction \"id:8900001,phase:1,pass,nolog,setvar:tx.blocking_paranoia_level={pl}\"\n"
-                ));
-            }
-            for file in &set.files {
-                main.push_str(&format!("Include \"{}\"\n", file.display()));
-            }
-            let origin = format!("<waf rule set {}>", set.name);
-            match rampart_waf::compile(&main, &origin, &Disk) {
+            match compile_files(
+                &set.name,
+                set.mode,
+                set.paranoia,
+                "",
+                &set.files,
+                &set.exclusion_directives(),
+            ) {
                 Ok(rules) => compiled.push((set.name.clone(), Arc::new(rules))),
-                Err(e) => errors.push(format!("waf rule set \"{}\": {e}", set.name)),
+                Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
@@ -146,6 +168,11 @@ impl WafRuntime {
     }
 }
 
+/// The request target as received, when it had to be escaped to be forwarded (raw `"`, `<`,
+/// `{`, …): the WAF inspects what the client sent.
+#[derive(Clone, Debug)]
+pub struct RawTarget(pub bytes::Bytes);
+
 /// A transaction for a request head.
 pub fn begin(
     rules: &Arc<RuleSet>,
@@ -158,10 +185,13 @@ pub fn begin(
         http::Version::HTTP_2 => "HTTP/2.0",
         _ => "HTTP/1.1",
     };
-    let uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.to_string(), |p| p.as_str().to_string());
+    let uri = match parts.extensions.get::<RawTarget>() {
+        Some(raw) => String::from_utf8_lossy(&raw.0).into_owned(),
+        None => parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.to_string(), |p| p.as_str().to_string()),
+    };
     let mut headers: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()

@@ -217,33 +217,66 @@ fn boundary_of(content_type: &str) -> Option<(String, bool, bool)> {
     (!value.is_empty()).then(|| (value.to_string(), quoted, whitespace))
 }
 
-/// A `name="value"` (or unquoted) parameter of a Content-Disposition header.
+/// A `name="value"` (or unquoted) parameter of a Content-Disposition header, and whether its
+/// quoting was invalid. Separators inside quotes belong to the value (`name="a;b"`); a
+/// backslash escapes a quote or a backslash, as ModSecurity reads it.
 fn disposition_param(header: &str, param: &str) -> (Option<String>, bool) {
     let mut invalid_quoting = false;
-    for piece in header.split(';').skip(1) {
-        let piece = piece.trim();
-        let Some((k, v)) = piece.split_once('=') else {
-            continue;
+    let mut rest = match header.split_once(';') {
+        Some((_, after)) => after,
+        None => return (None, false),
+    };
+    loop {
+        let trimmed = rest.trim_start_matches([' ', '\t', ';']);
+        if trimmed.is_empty() {
+            return (None, invalid_quoting);
+        }
+        let Some(eq) = trimmed.find(['=', ';']) else {
+            return (None, invalid_quoting);
         };
-        if !k.trim().eq_ignore_ascii_case(param) {
+        if trimmed.as_bytes()[eq] == b';' {
+            // A parameter without a value.
+            rest = &trimmed[eq..];
             continue;
         }
-        let v = v.trim();
-        if let Some(inner) = v.strip_prefix('"') {
-            match inner.strip_suffix('"') {
-                Some(body) => return (Some(body.replace("\\\"", "\"")), invalid_quoting),
-                None => {
-                    invalid_quoting = true;
-                    return (Some(inner.to_string()), invalid_quoting);
+        let key = trimmed[..eq].trim();
+        let after = trimmed[eq + 1..].trim_start();
+        let (value, next, bad) = if let Some(inner) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = inner.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.clone().next() {
+                        Some((_, q @ ('"' | '\\'))) => {
+                            value.push(q);
+                            chars.next();
+                        }
+                        _ => value.push(c),
+                    },
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => value.push(c),
                 }
             }
+            match end {
+                Some(i) => (value, &inner[i + 1..], false),
+                None => (value, "", true),
+            }
+        } else {
+            let stop = after.find(';').unwrap_or(after.len());
+            let value = after[..stop].trim_end();
+            let bad = value.starts_with('\'') || value.contains('"');
+            (value.to_string(), &after[stop..], bad)
+        };
+        if key.eq_ignore_ascii_case(param) {
+            return (Some(value), invalid_quoting || bad);
         }
-        if v.starts_with('\'') || v.contains('"') {
-            invalid_quoting = true;
-        }
-        return (Some(v.to_string()), invalid_quoting);
+        invalid_quoting |= bad;
+        rest = next;
     }
-    (None, invalid_quoting)
 }
 
 /// Splits a multipart/form-data body.
@@ -408,5 +441,32 @@ mod multipart_tests {
         assert!(m.header_folding);
         assert_eq!(m.args[0].0, "a");
         assert!(multipart(b"x", "multipart/form-data").is_err());
+    }
+
+    #[test]
+    fn disposition_parameters_keep_quoted_separators() {
+        let d = "form-data; name=\"fi;le\"; filename=\"a\\\"b.txt\"";
+        assert_eq!(disposition_param(d, "name"), (Some("fi;le".into()), false));
+        assert_eq!(
+            disposition_param(d, "filename"),
+            (Some("a\"b.txt".into()), false)
+        );
+        assert_eq!(
+            disposition_param("form-data; name=plain ; x", "name"),
+            (Some("plain".into()), false)
+        );
+        assert_eq!(
+            disposition_param("form-data; name=\"open", "name"),
+            (Some("open".into()), true)
+        );
+        assert_eq!(
+            disposition_param("form-data; name='q'", "name"),
+            (Some("'q'".into()), true)
+        );
+        assert_eq!(
+            disposition_param("form-data; flag; name=a", "name").0,
+            Some("a".into())
+        );
+        assert_eq!(disposition_param("form-data", "name"), (None, false));
     }
 }

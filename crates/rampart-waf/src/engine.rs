@@ -66,12 +66,106 @@ pub struct Intervention {
     pub redirect: Option<String>,
 }
 
+/// Why a rule matched (recorded only when [`Transaction::enable_trace`] was called): one step
+/// per matching value of each link of its chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceRule {
+    pub rule_id: u64,
+    pub phase: u8,
+    pub file: String,
+    pub line: usize,
+    /// The rule's `msg`, macros expanded.
+    pub msg: String,
+    /// Whether the rule logs (a rule with `nolog` is flow control or bookkeeping).
+    pub logged: bool,
+    pub steps: Vec<TraceStep>,
+}
+
+/// One value that satisfied one link's operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceStep {
+    /// 0 for the rule itself, 1 for its first chained rule, …
+    pub link: usize,
+    /// `ARGS:q`, `REQUEST_HEADERS:User-Agent`, `&ARGS`, …
+    pub variable: String,
+    pub value: Vec<u8>,
+    /// The transformations applied, in order (for `multiMatch`, up to the matching step).
+    pub transforms: Vec<&'static str>,
+    pub transformed: Vec<u8>,
+    /// `@rx …`, `!@eq 0`, …
+    pub operator: String,
+    pub matched: Vec<u8>,
+}
+
+/// Longest value a trace step keeps.
+const MAX_TRACE_VALUE: usize = 4096;
+
 /// One resolved value of a variable.
 #[derive(Debug, Clone)]
 struct Value {
     /// `ARGS:q`, `REQUEST_HEADERS:Host`, `TX:score`, …
     name: String,
     data: Vec<u8>,
+    /// Where the value comes from, when that source cannot change within a phase: the key of
+    /// its transformed forms in the per-phase cache. `None` for TX, MATCHED_* and counts.
+    origin: Option<u32>,
+}
+
+/// Sources of values that stay the same within a phase (see [`Value::origin`]); the low 20
+/// bits of an origin are the index within the source.
+mod source {
+    pub const ARGS_GET: u32 = 1;
+    pub const ARGS_POST: u32 = 2;
+    pub const ARGS_GET_NAMES: u32 = 3;
+    pub const ARGS_POST_NAMES: u32 = 4;
+    pub const HEADERS: u32 = 5;
+    pub const HEADER_NAMES: u32 = 6;
+    pub const COOKIES: u32 = 7;
+    pub const COOKIE_NAMES: u32 = 8;
+    pub const RESPONSE_HEADERS: u32 = 9;
+    pub const RESPONSE_HEADER_NAMES: u32 = 10;
+    pub const METHOD: u32 = 11;
+    pub const PROTOCOL: u32 = 12;
+    pub const URI: u32 = 13;
+    pub const LINE: u32 = 14;
+    pub const FILENAME: u32 = 15;
+    pub const BASENAME: u32 = 16;
+    pub const QUERY: u32 = 17;
+    pub const BODY: u32 = 18;
+    pub const RESPONSE_BODY: u32 = 19;
+    pub const XML_TEXT: u32 = 20;
+    pub const XML_ATTRIBUTES: u32 = 21;
+
+    pub fn origin(source: u32, index: usize) -> Option<u32> {
+        (index < 1 << 20).then_some(source << 20 | index as u32)
+    }
+}
+
+/// A transformation chain as a cache key: five bits per step, chains of up to 25 steps.
+fn chain_key(chain: &[Transform]) -> Option<u128> {
+    if chain.len() > 25 {
+        return None;
+    }
+    Some(
+        chain
+            .iter()
+            .fold(1u128, |key, t| key << 5 | u128::from(t.index() as u8)),
+    )
+}
+
+/// A value as the operator sees it: the variable's own bytes or a transformed copy.
+enum Candidate<'v> {
+    Borrowed(&'v [u8]),
+    Shared(Arc<[u8]>),
+}
+
+impl Candidate<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Candidate::Borrowed(b) => b,
+            Candidate::Shared(b) => b,
+        }
+    }
 }
 
 /// Collections of the transaction (keys kept as received, compared case-insensitively).
@@ -116,6 +210,13 @@ pub struct Transaction {
     allowed: Option<AllowScope>,
     messages: Vec<Message>,
     intervention: Option<Intervention>,
+    /// Transformed values of the phase, by (value origin, transformation chain); `None` when
+    /// the chain left the value as it was.
+    transformed: HashMap<(u32, u128), Option<Arc<[u8]>>>,
+    /// `Some` once tracing is on: the rules that matched, in order.
+    trace: Option<Vec<TraceRule>>,
+    /// Steps of the chain being evaluated.
+    pending_steps: Vec<TraceStep>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +252,9 @@ impl Transaction {
             allowed: None,
             messages: Vec::new(),
             intervention: None,
+            trace: None,
+            pending_steps: Vec::new(),
+            transformed: HashMap::new(),
             head,
         };
         let query = t.head.uri.split_once('?').map(|(_, q)| q.to_string());
@@ -174,6 +278,18 @@ impl Transaction {
             }
             t.headers.push(name, value);
         }
+        // As ModSecurity: the processor for form bodies is known from the head, so phase-1
+        // rules see REQBODY_PROCESSOR (a phase-1 `ctl:requestBodyProcessor` may change it).
+        let content_type = t
+            .header("content-type")
+            .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase());
+        t.reqbody_processor = match content_type.as_deref() {
+            Some(ct) if ct.starts_with("application/x-www-form-urlencoded") => {
+                Some("URLENCODED".into())
+            }
+            Some(ct) if ct.starts_with("multipart/form-data") => Some("MULTIPART".into()),
+            _ => None,
+        };
         t
     }
 
@@ -190,6 +306,17 @@ impl Transaction {
     /// Messages logged so far.
     pub fn messages(&self) -> &[Message] {
         &self.messages
+    }
+
+    /// Records why each rule matches from now on (for explaining, not for the request path:
+    /// it copies every matching value).
+    pub fn enable_trace(&mut self) {
+        self.trace.get_or_insert_with(Vec::new);
+    }
+
+    /// The rules that matched since tracing was enabled.
+    pub fn trace(&self) -> &[TraceRule] {
+        self.trace.as_deref().unwrap_or_default()
     }
 
     /// The decision to stop, once a rule made one (never in DetectionOnly mode).
@@ -210,20 +337,8 @@ impl Transaction {
     /// Phase 2 with the request body (read in full, up to the body limit, by the caller).
     pub fn process_request_body(&mut self, body: &[u8]) {
         self.request_body = body.to_vec();
-        let content_type = self
-            .header("content-type")
-            .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
-            .unwrap_or_default();
         if self.rules.settings.request_body_access && !body.is_empty() {
-            let processor = self.reqbody_processor.clone().unwrap_or_else(|| {
-                if content_type.starts_with("application/x-www-form-urlencoded") {
-                    "URLENCODED".into()
-                } else if content_type.starts_with("multipart/form-data") {
-                    "MULTIPART".into()
-                } else {
-                    String::new()
-                }
-            });
+            let processor = self.reqbody_processor.clone().unwrap_or_default();
             match processor.as_str() {
                 "URLENCODED" => {
                     self.args_post = parse_urlencoded(body, self.rules.settings.argument_separator);
@@ -302,6 +417,8 @@ impl Transaction {
             Some(AllowScope::Phase) => self.allowed = None,
             _ => {}
         }
+        // Sources may change between phases (bodies arrive, responses begin).
+        self.transformed.clear();
         let rules = Arc::clone(&self.rules);
         let entries = &rules.phases[usize::from(phase) - 1];
         let mut skip = 0u32;
@@ -327,8 +444,10 @@ impl Transaction {
                 continue;
             }
             self.matched_vars.clear();
-            if self.evaluate_chain(rule, rule) {
+            self.pending_steps.clear();
+            if self.evaluate_chain(rule, rule, 0) {
                 let actions = &rule.actions;
+                self.record_trace(rule, phase);
                 self.log_match(rule);
                 self.disrupt(rule, phase);
                 if let Some(n) = actions.skip {
@@ -361,14 +480,46 @@ impl Transaction {
                 .any(|t| rule.actions.tags.iter().any(|rt| rt == t))
     }
 
-    /// Evaluates `link` (a rule or a later link of `head`'s chain) and the rest of the chain.
-    fn evaluate_chain(&mut self, head: &Rule, link: &Rule) -> bool {
-        if !self.evaluate_link(head, link) {
+    /// Evaluates `link` (a rule or a later link of `head`'s chain, `depth` links down) and the
+    /// rest of the chain.
+    fn evaluate_chain(&mut self, head: &Rule, link: &Rule, depth: usize) -> bool {
+        if !self.evaluate_link(head, link, depth) {
             return false;
         }
         match &link.chained {
             None => true,
-            Some(next) => self.evaluate_chain(head, next),
+            Some(next) => self.evaluate_chain(head, next, depth + 1),
+        }
+    }
+
+    fn record_trace(&mut self, rule: &Rule, phase: u8) {
+        if self.trace.is_none() {
+            return;
+        }
+        let msg = rule
+            .actions
+            .msg
+            .as_deref()
+            .map(|m| self.expand(m).into_owned())
+            .unwrap_or_default();
+        let logged = rule.actions.log.unwrap_or_else(|| {
+            self.rules
+                .defaults
+                .get(&phase)
+                .and_then(|d| d.log)
+                .unwrap_or(true)
+        });
+        let steps = std::mem::take(&mut self.pending_steps);
+        if let Some(trace) = &mut self.trace {
+            trace.push(TraceRule {
+                rule_id: rule.id(),
+                phase,
+                file: rule.origin.file.to_string(),
+                line: rule.origin.line,
+                msg,
+                logged,
+                steps,
+            });
         }
     }
 
@@ -387,7 +538,7 @@ impl Transaction {
         chain
     }
 
-    fn evaluate_link(&mut self, head: &Rule, link: &Rule) -> bool {
+    fn evaluate_link(&mut self, head: &Rule, link: &Rule, depth: usize) -> bool {
         let Some(operator) = &link.operator else {
             // SecAction: always matches.
             self.run_actions(&link.actions);
@@ -396,25 +547,67 @@ impl Transaction {
         let values = self.resolve(head, &link.variables);
         let transforms = self.transforms(head, link);
         let mut matched = false;
+        let chain = chain_key(&transforms);
         for value in values {
-            let mut candidates: Vec<Cow<'_, [u8]>> = Vec::new();
+            // Each candidate with the number of transformations applied to reach it.
+            let mut candidates: Vec<(Candidate<'_>, usize)> = Vec::new();
             if link.actions.multi_match {
                 let mut current = Cow::Borrowed(value.data.as_slice());
-                candidates.push(current.clone());
-                for t in &transforms {
+                candidates.push((Candidate::Borrowed(&value.data), 0));
+                for (i, t) in transforms.iter().enumerate() {
                     if let Some(next) = t.apply(&current) {
                         current = Cow::Owned(next);
-                        candidates.push(current.clone());
+                        candidates.push((Candidate::Shared(Arc::from(&current[..])), i + 1));
                     }
                 }
             } else {
-                candidates.push(crate::transform::apply_all(&value.data, &transforms));
+                let key = value.origin.zip(chain);
+                let cached = key.and_then(|k| self.transformed.get(&k).cloned());
+                let shared = match cached {
+                    Some(shared) => shared,
+                    None => {
+                        let shared = match crate::transform::apply_all(&value.data, &transforms) {
+                            Cow::Borrowed(_) => None,
+                            Cow::Owned(changed) => Some(Arc::from(changed)),
+                        };
+                        if let Some(k) = key {
+                            self.transformed.insert(k, shared.clone());
+                        }
+                        shared
+                    }
+                };
+                let candidate = match shared {
+                    Some(bytes) => Candidate::Shared(bytes),
+                    None => Candidate::Borrowed(&value.data),
+                };
+                candidates.push((candidate, transforms.len()));
             }
-            for candidate in candidates {
-                let found = operator.eval(&candidate, &Macros(self));
+            for (candidate, applied) in candidates {
+                let candidate = candidate.bytes();
+                let found = operator.eval(candidate, &Macros(self));
                 let Some(found) = found else { continue };
                 matched = true;
+                if self.trace.is_some() {
+                    let clip = |b: &[u8]| b[..b.len().min(MAX_TRACE_VALUE)].to_vec();
+                    self.pending_steps.push(TraceStep {
+                        link: depth,
+                        variable: value.name.clone(),
+                        value: clip(&value.data),
+                        transforms: transforms[..applied].iter().map(|t| t.name()).collect(),
+                        transformed: clip(candidate),
+                        operator: format!(
+                            "{}@{} {}",
+                            if operator.negated { "!" } else { "" },
+                            operator.name,
+                            operator.argument
+                        )
+                        .trim_end()
+                        .to_string(),
+                        matched: clip(&found.matched),
+                    });
+                }
                 let matched_value = Value {
+                    origin: None,
                     name: value.name.clone(),
                     data: candidate.to_vec(),
                 };
@@ -611,6 +804,7 @@ impl Transaction {
             let values = self.values_of(spec, &excluded);
             if spec.count {
                 out.push(Value {
+                    origin: None,
                     name: format!("&{}", spec.name),
                     data: values.len().to_string().into_bytes(),
                 });
@@ -628,26 +822,24 @@ impl Transaction {
                     && match &x.key {
                         None => true,
                         Some(VariableKey::Name(k)) => k.eq_ignore_ascii_case(key),
-                        Some(VariableKey::Regex(re)) => {
-                            crate::operator::compile_regex(&format!("(?i){re}"))
-                                .is_ok_and(|r| r.is_match(key.as_bytes()))
-                        }
+                        Some(VariableKey::Regex(re)) => re.is_match(key),
                     }
             })
         };
         let key_matches = |key: &str| match &spec.key {
             None => true,
             Some(VariableKey::Name(k)) => k.eq_ignore_ascii_case(key),
-            Some(VariableKey::Regex(re)) => crate::operator::compile_regex(&format!("(?i){re}"))
-                .is_ok_and(|r| r.is_match(key.as_bytes())),
+            Some(VariableKey::Regex(re)) => re.is_match(key),
         };
         let name = spec.name.as_str();
-        let from = |collection: &Collection, names: bool, label: &str| -> Vec<Value> {
+        let from = |collection: &Collection, names: bool, label: &str, src: u32| -> Vec<Value> {
             collection
                 .0
                 .iter()
-                .filter(|(k, _)| key_matches(k) && keep(label, k))
-                .map(|(k, v)| Value {
+                .enumerate()
+                .filter(|(_, (k, _))| key_matches(k) && keep(label, k))
+                .map(|(i, (k, v))| Value {
+                    origin: source::origin(src, i),
                     name: format!("{label}:{k}"),
                     data: if names {
                         k.clone().into_bytes()
@@ -659,63 +851,114 @@ impl Transaction {
         };
         let single = |data: Vec<u8>| {
             vec![Value {
+                origin: None,
                 name: name.to_string(),
                 data,
             }]
         };
-        let both = || {
-            let mut all = self.args_get.clone();
-            all.0.extend(self.args_post.0.iter().cloned());
-            all
+        let fixed = |src: u32, data: Vec<u8>| {
+            vec![Value {
+                origin: source::origin(src, 0),
+                name: name.to_string(),
+                data,
+            }]
         };
         match name {
             "ARGS" => {
-                let mut v = from(&self.args_get, false, "ARGS");
-                v.extend(from(&self.args_post, false, "ARGS"));
+                let mut v = from(&self.args_get, false, "ARGS", source::ARGS_GET);
+                v.extend(from(&self.args_post, false, "ARGS", source::ARGS_POST));
                 v
             }
-            "ARGS_NAMES" => from(&both(), true, "ARGS_NAMES"),
-            "ARGS_GET" => from(&self.args_get, false, "ARGS_GET"),
-            "ARGS_GET_NAMES" => from(&self.args_get, true, "ARGS_GET_NAMES"),
-            "ARGS_POST" => from(&self.args_post, false, "ARGS_POST"),
-            "ARGS_POST_NAMES" => from(&self.args_post, true, "ARGS_POST_NAMES"),
+            "ARGS_NAMES" => {
+                let mut v = from(&self.args_get, true, "ARGS_NAMES", source::ARGS_GET_NAMES);
+                v.extend(from(
+                    &self.args_post,
+                    true,
+                    "ARGS_NAMES",
+                    source::ARGS_POST_NAMES,
+                ));
+                v
+            }
+            "ARGS_GET" => from(&self.args_get, false, "ARGS_GET", source::ARGS_GET),
+            "ARGS_GET_NAMES" => from(
+                &self.args_get,
+                true,
+                "ARGS_GET_NAMES",
+                source::ARGS_GET_NAMES,
+            ),
+            "ARGS_POST" => from(&self.args_post, false, "ARGS_POST", source::ARGS_POST),
+            "ARGS_POST_NAMES" => from(
+                &self.args_post,
+                true,
+                "ARGS_POST_NAMES",
+                source::ARGS_POST_NAMES,
+            ),
             "ARGS_COMBINED_SIZE" => {
-                let size: usize = both().0.iter().map(|(k, v)| k.len() + v.len()).sum();
+                let size: usize = self
+                    .args_get
+                    .0
+                    .iter()
+                    .chain(&self.args_post.0)
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum();
                 single(size.to_string().into_bytes())
             }
-            "REQUEST_HEADERS" => from(&self.headers, false, "REQUEST_HEADERS"),
-            "REQUEST_HEADERS_NAMES" => from(&self.headers, true, "REQUEST_HEADERS_NAMES"),
-            "REQUEST_COOKIES" => from(&self.cookies, false, "REQUEST_COOKIES"),
-            "REQUEST_COOKIES_NAMES" => from(&self.cookies, true, "REQUEST_COOKIES_NAMES"),
-            "RESPONSE_HEADERS" => from(&self.response_headers, false, "RESPONSE_HEADERS"),
-            "RESPONSE_HEADERS_NAMES" => {
-                from(&self.response_headers, true, "RESPONSE_HEADERS_NAMES")
-            }
+            "REQUEST_HEADERS" => from(&self.headers, false, "REQUEST_HEADERS", source::HEADERS),
+            "REQUEST_HEADERS_NAMES" => from(
+                &self.headers,
+                true,
+                "REQUEST_HEADERS_NAMES",
+                source::HEADER_NAMES,
+            ),
+            "REQUEST_COOKIES" => from(&self.cookies, false, "REQUEST_COOKIES", source::COOKIES),
+            "REQUEST_COOKIES_NAMES" => from(
+                &self.cookies,
+                true,
+                "REQUEST_COOKIES_NAMES",
+                source::COOKIE_NAMES,
+            ),
+            "RESPONSE_HEADERS" => from(
+                &self.response_headers,
+                false,
+                "RESPONSE_HEADERS",
+                source::RESPONSE_HEADERS,
+            ),
+            "RESPONSE_HEADERS_NAMES" => from(
+                &self.response_headers,
+                true,
+                "RESPONSE_HEADERS_NAMES",
+                source::RESPONSE_HEADER_NAMES,
+            ),
             "TX" => {
                 let mut tx: Vec<(&String, &Vec<u8>)> = self.tx.iter().collect();
                 tx.sort();
                 tx.into_iter()
                     .filter(|(k, _)| key_matches(k) && keep("TX", k))
                     .map(|(k, v)| Value {
+                        origin: None,
                         name: format!("TX:{k}"),
                         data: v.clone(),
                     })
                     .collect()
             }
-            "REQUEST_METHOD" => single(self.head.method.clone().into_bytes()),
-            "REQUEST_PROTOCOL" => single(self.head.protocol.clone().into_bytes()),
-            "REQUEST_URI" | "REQUEST_URI_RAW" => single(self.head.uri.clone().into_bytes()),
-            "REQUEST_LINE" => single(
+            "REQUEST_METHOD" => fixed(source::METHOD, self.head.method.clone().into_bytes()),
+            "REQUEST_PROTOCOL" => fixed(source::PROTOCOL, self.head.protocol.clone().into_bytes()),
+            "REQUEST_URI" | "REQUEST_URI_RAW" => {
+                fixed(source::URI, self.head.uri.clone().into_bytes())
+            }
+            "REQUEST_LINE" => fixed(
+                source::LINE,
                 format!(
                     "{} {} {}",
                     self.head.method, self.head.uri, self.head.protocol
                 )
                 .into_bytes(),
             ),
-            "REQUEST_FILENAME" => single(path_of(&self.head.uri).into_bytes()),
+            "REQUEST_FILENAME" => fixed(source::FILENAME, path_of(&self.head.uri).into_bytes()),
             "REQUEST_BASENAME" => {
                 let path = path_of(&self.head.uri);
-                single(
+                fixed(
+                    source::BASENAME,
                     path.rsplit('/')
                         .next()
                         .unwrap_or("")
@@ -723,7 +966,8 @@ impl Transaction {
                         .into_bytes(),
                 )
             }
-            "QUERY_STRING" => single(
+            "QUERY_STRING" => fixed(
+                source::QUERY,
                 self.head
                     .uri
                     .split_once('?')
@@ -731,7 +975,9 @@ impl Transaction {
                     .unwrap_or_default()
                     .into_bytes(),
             ),
-            "REQUEST_BODY" => single(self.request_body.clone()),
+            // An XML body is seen through XML (as in ModSecurity v2 and Coraza), not as raw text.
+            "REQUEST_BODY" if self.reqbody_processor.as_deref() == Some("XML") => Vec::new(),
+            "REQUEST_BODY" => fixed(source::BODY, self.request_body.clone()),
             "REQUEST_BODY_LENGTH" => single(self.request_body.len().to_string().into_bytes()),
             "REQBODY_PROCESSOR" => match &self.reqbody_processor {
                 Some(p) => single(p.clone().into_bytes()),
@@ -752,7 +998,7 @@ impl Transaction {
                 Some(s) => single(s.to_string().into_bytes()),
                 None => Vec::new(),
             },
-            "RESPONSE_BODY" => single(self.response_body.clone()),
+            "RESPONSE_BODY" => fixed(source::RESPONSE_BODY, self.response_body.clone()),
             "MATCHED_VAR" => self
                 .matched_var
                 .as_ref()
@@ -768,6 +1014,7 @@ impl Transaction {
                 .iter()
                 .filter(|v| key_matches(&v.name))
                 .map(|v| Value {
+                    origin: None,
                     name: format!("MATCHED_VARS:{}", v.name),
                     data: v.data.clone(),
                 })
@@ -776,6 +1023,7 @@ impl Transaction {
                 .matched_vars
                 .iter()
                 .map(|v| Value {
+                    origin: None,
                     name: format!("MATCHED_VARS_NAMES:{}", v.name),
                     data: v.name.clone().into_bytes(),
                 })
@@ -788,12 +1036,15 @@ impl Transaction {
                     Some(VariableKey::Name(path)) if path.contains('@') => doc
                         .attributes
                         .iter()
-                        .map(|(_, v)| Value {
+                        .enumerate()
+                        .map(|(i, (_, v))| Value {
+                            origin: source::origin(source::XML_ATTRIBUTES, i),
                             name: format!("XML:{path}"),
                             data: v.clone(),
                         })
                         .collect(),
                     Some(VariableKey::Name(path)) => vec![Value {
+                        origin: source::origin(source::XML_TEXT, 0),
                         name: format!("XML:{path}"),
                         data: doc.text.clone(),
                     }],
@@ -808,6 +1059,7 @@ impl Transaction {
                     .iter()
                     .filter(|(field, _, _)| key_matches(field) && keep(name, field))
                     .map(|(field, file, size)| Value {
+                        origin: None,
                         name: format!("{name}:{field}"),
                         data: match name {
                             "FILES" => file.clone().into_bytes(),
@@ -832,6 +1084,7 @@ impl Transaction {
                     .iter()
                     .filter(|(field, _)| key_matches(field) && keep(name, field))
                     .map(|(field, line)| Value {
+                        origin: None,
                         name: format!("MULTIPART_PART_HEADERS:{field}"),
                         data: line.clone(),
                     })

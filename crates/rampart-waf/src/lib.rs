@@ -24,11 +24,11 @@ pub mod parser;
 pub mod rules;
 pub mod transform;
 
-pub use engine::{Intervention, Message, RequestHead, Transaction};
+pub use engine::{Intervention, Message, RequestHead, TraceRule, TraceStep, Transaction};
 pub use operator::{CompiledOperator, Expand, NoMacros, OpMatch};
 pub use parser::{
-    Action, Directive, Operator, Origin, ParseError, VariableKey, VariableSpec, parse_actions,
-    parse_operator, parse_variables, split_directives,
+    Action, Directive, KeyPattern, Operator, Origin, ParseError, VariableKey, VariableSpec,
+    parse_actions, parse_operator, parse_variables, split_directives,
 };
 pub use rules::{RuleSet, Sources, compile};
 pub use transform::{Transform, apply_all};

@@ -54,6 +54,8 @@ enum Text {
 #[derive(Debug)]
 enum Kind {
     Rx(Regex),
+    /// A pattern holding macros, compiled per evaluation.
+    RxMacro(String),
     /// A pattern with look-around, which `regex` does not have: backtracking with a step
     /// limit, over the value read as UTF-8 (invalid bytes replaced). Only older rule sets
     /// need it (three patterns of CRS v3.3; none of v4).
@@ -98,6 +100,12 @@ impl CompiledOperator {
     pub fn compile(op: &Operator, data: &DataResolver<'_>) -> Result<CompiledOperator, String> {
         let arg = op.argument.as_str();
         let kind = match op.name.to_ascii_lowercase().as_str() {
+            // A pattern with macros is built per transaction: the expanded text is regex syntax
+            // (CRS v3.3 writes `^%{tx.allowed_request_content_type_charset}$` with `a|b|c`).
+            "rx" if arg.contains("%{") => {
+                compile_regex(&without_macros(arg))?;
+                Kind::RxMacro(arg.to_string())
+            }
             "rx" => match compile_regex(arg) {
                 Ok(re) => Kind::Rx(re),
                 Err(e) if e.contains("look-around") => {
@@ -185,17 +193,9 @@ impl CompiledOperator {
             captures: Vec::new(),
         };
         match &self.kind {
-            Kind::Rx(re) => {
-                let caps = re.captures(value)?;
-                let captures: Vec<Vec<u8>> = caps
-                    .iter()
-                    .take(10)
-                    .map(|c| c.map(|m| m.as_bytes().to_vec()).unwrap_or_default())
-                    .collect();
-                Some(OpMatch {
-                    matched: captures.first().cloned().unwrap_or_default(),
-                    captures,
-                })
+            Kind::Rx(re) => regex_match(re, value),
+            Kind::RxMacro(pattern) => {
+                regex_match(&compile_regex(&macros.expand(pattern)).ok()?, value)
             }
             Kind::Backtracking(re) => {
                 let text = String::from_utf8_lossy(value);
@@ -255,12 +255,71 @@ impl CompiledOperator {
                 .map(|_| whole()),
             Kind::ValidateUrlEncoding => (!valid_url_encoding(value)).then(whole),
             Kind::ValidateUtf8Encoding => std::str::from_utf8(value).is_err().then(whole),
-            // Filled in with the libinjection-equivalent detectors.
-            Kind::DetectSqli | Kind::DetectXss => None,
+            // As ModSecurity: the SQL fingerprint is the matched data (and capture 0).
+            Kind::DetectSqli => detect_sqli(value).map(|fingerprint| OpMatch {
+                matched: fingerprint.clone(),
+                captures: vec![fingerprint],
+            }),
+            Kind::DetectXss => detect_xss(value).then(whole),
             Kind::Unconditional => Some(whole()),
             Kind::NoMatch => None,
         }
     }
+}
+
+/// A regex match with up to ten capture groups (`TX:0`–`TX:9`).
+fn regex_match(re: &Regex, value: &[u8]) -> Option<OpMatch> {
+    let caps = re.captures(value)?;
+    let captures: Vec<Vec<u8>> = caps
+        .iter()
+        .take(10)
+        .map(|c| c.map(|m| m.as_bytes().to_vec()).unwrap_or_default())
+        .collect();
+    Some(OpMatch {
+        matched: captures.first().cloned().unwrap_or_default(),
+        captures,
+    })
+}
+
+/// `text` with every `%{…}` macro replaced by a plain letter (to check a pattern's syntax).
+fn without_macros(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("%{") {
+        out.push_str(&rest[..at]);
+        match rest[at..].find('}') {
+            Some(end) => {
+                out.push('x');
+                rest = &rest[at + end + 1..];
+            }
+            None => {
+                out.push_str(&rest[at..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// libinjection's SQL detector: the token fingerprint when the value reads as SQL injection.
+/// The detector is a port of a C library; a fault in it must not take the request path down,
+/// so a panic inside it counts as "no detection".
+fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
+    std::panic::catch_unwind(|| {
+        let result = libinjectionrs::detect_sqli(value);
+        result
+            .is_injection()
+            .then(|| result.fingerprint.map(|f| f.as_str().as_bytes().to_vec()))
+            .map(Option::unwrap_or_default)
+    })
+    .ok()
+    .flatten()
+}
+
+/// libinjection's XSS detector (HTML5 tokenizer in the contexts a value may land in).
+fn detect_xss(value: &[u8]) -> bool {
+    std::panic::catch_unwind(|| libinjectionrs::detect_xss(value).is_injection()).unwrap_or(false)
 }
 
 /// A rule's regular expression as ModSecurity v3 compiles it for PCRE (see the module docs).
@@ -600,7 +659,8 @@ mod tests {
         fn expand<'a>(&self, text: &'a str) -> Cow<'a, str> {
             Cow::Owned(
                 text.replace("%{tx.limit}", "5")
-                    .replace("%{tx.methods}", "GET HEAD POST"),
+                    .replace("%{tx.methods}", "GET HEAD POST")
+                    .replace("%{tx.charsets}", "utf-8|iso-8859-1"),
             )
         }
     }
@@ -651,6 +711,20 @@ mod tests {
     }
 
     #[test]
+    fn injection_detectors() {
+        let m = op("@detectSQLi").eval(b"1' OR '1'='1", &NoMacros).unwrap();
+        assert!(!m.matched.is_empty(), "the fingerprint is the matched data");
+        assert_eq!(m.captures, vec![m.matched.clone()]);
+        assert!(hit("@detectSQLi", b"1 UNION SELECT password FROM users--"));
+        assert!(!hit("@detectSQLi", b"hello world"));
+        assert!(!hit("@detectSQLi", b"O'Reilly Media"));
+        assert!(hit("@detectXSS", b"<script>alert(1)</script>"));
+        assert!(hit("@detectXSS", b"<img src=x onerror=alert(1)>"));
+        assert!(!hit("@detectXSS", b"5 < 6 and 7 > 2"));
+        assert!(!hit("@detectXSS", "naïve café".as_bytes()));
+    }
+
+    #[test]
     fn phrase_lists() {
         assert!(hit("@pm foo bar", b"xxBARxx"));
         assert!(!hit("@pm foo bar", b"baz"));
@@ -672,6 +746,18 @@ mod tests {
         assert!(op("@gt %{tx.limit}").eval(b"6", &Tx).is_some());
         assert!(op("@within %{tx.methods}").eval(b"HEAD", &Tx).is_some());
         assert!(op("@within %{tx.methods}").eval(b"PUT", &Tx).is_none());
+        let charset = op("!@rx ^%{tx.charsets}$");
+        assert!(
+            charset.eval(b"iso-8859-1", &Tx).is_none(),
+            "the expansion is regex syntax"
+        );
+        assert!(charset.eval(b"utf-7", &Tx).is_some());
+        assert!(
+            CompiledOperator::compile(&parse_operator("@rx ^%{tx.a}(").unwrap(), &|_: &str| Err(
+                String::new()
+            ))
+            .is_err()
+        );
         assert!(
             !hit("@within GET POST", b""),
             "an empty value is never within"

@@ -255,7 +255,43 @@ fn unquote_value(value: &str) -> Result<String, String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VariableKey {
     Name(String),
-    Regex(String),
+    Regex(KeyPattern),
+}
+
+/// A `/regex/` key, compiled once (case-insensitive, as ModSecurity matches keys).
+#[derive(Clone)]
+pub struct KeyPattern {
+    pub source: String,
+    regex: regex::bytes::Regex,
+}
+
+impl KeyPattern {
+    pub fn new(source: &str) -> Result<KeyPattern, String> {
+        let regex = crate::operator::compile_regex(&format!("(?i){source}"))
+            .map_err(|e| format!("key /{source}/: {e}"))?;
+        Ok(KeyPattern {
+            source: source.to_string(),
+            regex,
+        })
+    }
+
+    pub fn is_match(&self, key: &str) -> bool {
+        self.regex.is_match(key.as_bytes())
+    }
+}
+
+impl PartialEq for KeyPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for KeyPattern {}
+
+impl std::fmt::Debug for KeyPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/{}/", self.source)
+    }
 }
 
 /// One entry of a rule's variable list.
@@ -332,7 +368,7 @@ pub fn parse_variables(text: &str) -> Result<Vec<VariableSpec>, String> {
                 if !closed {
                     return Err(format!("unterminated /regex/ key of {name}"));
                 }
-                key = Some(VariableKey::Regex(regex));
+                key = Some(VariableKey::Regex(KeyPattern::new(&regex)?));
             } else if i < chars.len() && chars[i] == '\'' {
                 i += 1;
                 let begin = i;
@@ -497,7 +533,7 @@ mod tests {
             v[1],
             VariableSpec {
                 name: "REQUEST_COOKIES".into(),
-                key: Some(VariableKey::Regex("__utm".into())),
+                key: Some(VariableKey::Regex(KeyPattern::new("__utm").unwrap())),
                 count: false,
                 exclude: true
             }
@@ -507,7 +543,16 @@ mod tests {
         assert_eq!(v[4].key, Some(VariableKey::Name("/*".into())));
         assert_eq!(v[5].key, Some(VariableKey::Name("User-Agent".into())));
         let v = parse_variables("ARGS:/^(a|b)$/|ARGS_GET:x/y").unwrap();
-        assert_eq!(v[0].key, Some(VariableKey::Regex("^(a|b)$".into())));
+        assert_eq!(
+            v[0].key,
+            Some(VariableKey::Regex(KeyPattern::new("^(a|b)$").unwrap()))
+        );
+        assert!(
+            v[0].key
+                .as_ref()
+                .is_some_and(|k| matches!(k, VariableKey::Regex(p) if p.is_match("B")))
+        );
+        assert!(parse_variables("ARGS:/(/").unwrap_err().contains("key /(/"));
         assert_eq!(v[1].key, Some(VariableKey::Name("x/y".into())));
         assert!(parse_variables("ARGS:/open").is_err());
         assert!(parse_variables("|").is_err());

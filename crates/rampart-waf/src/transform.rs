@@ -82,6 +82,11 @@ impl Transform {
         })
     }
 
+    /// A small number per transformation (below 32), for cache keys.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The name the audit log shows.
     pub fn name(self) -> &'static str {
         use Transform::*;

@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+mod support;
+
+use support::{Dir, crs_v4};
+
 use rampart_waf::{
     CompiledOperator, parse_actions, parse_operator, parse_variables, split_directives,
 };
-
-fn crs_v4() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/crs")
-}
 
 fn conf_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -102,48 +102,6 @@ fn debian_crs_v3_parses() {
     }
     let (_, rules) = parse_all(&files);
     assert!(rules >= 500, "{rules} rules in Debian's CRS");
-}
-
-/// Rule files from a directory, `Include` globs on the file name (`rules/*.conf`).
-struct Dir(PathBuf);
-
-impl rampart_waf::Sources for Dir {
-    fn include(&self, pattern: &str, _from: &str) -> Result<Vec<(String, String)>, String> {
-        let path = self.0.join(pattern);
-        let dir = path.parent().ok_or("no directory")?.to_path_buf();
-        let name = path
-            .file_name()
-            .ok_or("no file name")?
-            .to_string_lossy()
-            .into_owned();
-        let (prefix, suffix) = name.split_once('*').unwrap_or((&name, ""));
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                let n = p.file_name().unwrap().to_string_lossy();
-                if name.contains('*') {
-                    n.starts_with(prefix) && n.ends_with(suffix)
-                } else {
-                    n == name
-                }
-            })
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .map(|p| {
-                std::fs::read_to_string(&p)
-                    .map(|t| (p.display().to_string(), t))
-                    .map_err(|e| format!("{}: {e}", p.display()))
-            })
-            .collect()
-    }
-
-    fn data(&self, name: &str, from: &str) -> Result<String, String> {
-        let dir = Path::new(from).parent().unwrap_or(&self.0);
-        std::fs::read_to_string(dir.join(name)).map_err(|e| format!("{name}: {e}"))
-    }
 }
 
 #[test]
