@@ -3,6 +3,7 @@
 mod ban;
 mod demo;
 mod upgrade;
+mod waf;
 
 /// mimalloc: the request path allocates many small, short-lived objects across threads.
 #[global_allocator]
@@ -61,6 +62,11 @@ enum Command {
         #[command(subcommand)]
         command: ban::BanCommand,
     },
+    /// Web application firewall tools.
+    Waf {
+        #[command(subcommand)]
+        command: WafCommand,
+    },
     /// Validate a config file: print every error with file:line:column, or a one-line summary.
     Check {
         #[arg(short, long)]
@@ -72,6 +78,13 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+}
+
+#[derive(Subcommand)]
+enum WafCommand {
+    /// Run one request (a file as sent on the wire) through a rule set and explain every rule
+    /// that matched. Exit status 0: passed, 1: blocked, 2: rules or request unreadable.
+    Test(waf::TestArgs),
 }
 
 #[derive(Subcommand)]
@@ -101,6 +114,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { port } => demo::run(port),
+        Command::Waf {
+            command: WafCommand::Test(args),
+        } => waf::test(&args),
         Command::Firewall {
             command: FirewallCommand::Plan { config },
         } => firewall_plan(&config),
