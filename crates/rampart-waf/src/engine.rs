@@ -106,9 +106,33 @@ struct Value {
     /// `ARGS:q`, `REQUEST_HEADERS:Host`, `TX:score`, …
     name: String,
     data: Vec<u8>,
+}
+
+/// A variable's value as resolved for one rule, borrowed from the transaction where it can be
+/// (its name is written out only when it matches).
+struct Val<'a> {
+    name: Name<'a>,
+    data: Cow<'a, [u8]>,
     /// Where the value comes from, when that source cannot change within a phase: the key of
     /// its transformed forms in the per-phase cache. `None` for TX, MATCHED_* and counts.
     origin: Option<u32>,
+}
+
+/// A value's name: `REQUEST_URI`, `ARGS` + `q`, or one built (`&ARGS`).
+enum Name<'a> {
+    Plain(&'a str),
+    Keyed(&'a str, &'a str),
+    Owned(String),
+}
+
+impl Name<'_> {
+    fn render(&self) -> String {
+        match self {
+            Name::Plain(n) => n.to_string(),
+            Name::Keyed(collection, key) => format!("{collection}:{key}"),
+            Name::Owned(n) => n.clone(),
+        }
+    }
 }
 
 /// Sources of values that stay the same within a phase (see [`Value::origin`]); the low 20
@@ -136,6 +160,26 @@ mod source {
     pub const XML_TEXT: u32 = 20;
     pub const XML_ATTRIBUTES: u32 = 21;
 
+    /// Sources that are complete before phase 1 and never change.
+    pub fn is_request_head(source: u32) -> bool {
+        matches!(
+            source,
+            ARGS_GET
+                | ARGS_GET_NAMES
+                | HEADERS
+                | HEADER_NAMES
+                | COOKIES
+                | COOKIE_NAMES
+                | METHOD
+                | PROTOCOL
+                | URI
+                | LINE
+                | FILENAME
+                | BASENAME
+                | QUERY
+        )
+    }
+
     pub fn origin(source: u32, index: usize) -> Option<u32> {
         (index < 1 << 20).then_some(source << 20 | index as u32)
     }
@@ -151,6 +195,16 @@ fn chain_key(chain: &[Transform]) -> Option<u128> {
             .iter()
             .fold(1u128, |key, t| key << 5 | u128::from(t.index() as u8)),
     )
+}
+
+/// Transformed values by (value origin, chain key); `None`: unchanged.
+type TransformCache = rustc_hash::FxHashMap<(u32, u128), Option<Arc<[u8]>>>;
+
+/// A value that matched a link's operator, with what the operator found.
+struct Hit {
+    value: Value,
+    found: crate::operator::OpMatch,
+    step: Option<TraceStep>,
 }
 
 /// A value as the operator sees it: the variable's own bytes or a transformed copy.
@@ -212,7 +266,7 @@ pub struct Transaction {
     intervention: Option<Intervention>,
     /// Transformed values of the phase, by (value origin, transformation chain); `None` when
     /// the chain left the value as it was.
-    transformed: HashMap<(u32, u128), Option<Arc<[u8]>>>,
+    transformed: std::cell::RefCell<TransformCache>,
     /// `Some` once tracing is on: the rules that matched, in order.
     trace: Option<Vec<TraceRule>>,
     /// Steps of the chain being evaluated.
@@ -254,7 +308,7 @@ impl Transaction {
             intervention: None,
             trace: None,
             pending_steps: Vec::new(),
-            transformed: HashMap::new(),
+            transformed: Default::default(),
             head,
         };
         let query = t.head.uri.split_once('?').map(|(_, q)| q.to_string());
@@ -417,8 +471,10 @@ impl Transaction {
             Some(AllowScope::Phase) => self.allowed = None,
             _ => {}
         }
-        // Sources may change between phases (bodies arrive, responses begin).
-        self.transformed.clear();
+        // Bodies arrive and responses begin between phases; the request head stays.
+        self.transformed
+            .get_mut()
+            .retain(|(origin, _), _| source::is_request_head(*origin >> 20));
         let rules = Arc::clone(&self.rules);
         let entries = &rules.phases[usize::from(phase) - 1];
         let mut skip = 0u32;
@@ -524,18 +580,18 @@ impl Transaction {
     }
 
     /// The transformations of a link: the phase's default ones unless the link resets them.
-    fn transforms(&self, head: &Rule, link: &Rule) -> Vec<Transform> {
+    fn transforms<'r>(&self, head: &Rule, link: &'r Rule) -> Cow<'r, [Transform]> {
         if link.actions.transforms_reset {
-            return link.actions.transforms.clone();
+            return Cow::Borrowed(&link.actions.transforms);
         }
-        let mut chain = self
-            .rules
-            .defaults
-            .get(&head.phase())
-            .map(|d| d.transforms.clone())
-            .unwrap_or_default();
-        chain.extend(link.actions.transforms.iter().copied());
-        chain
+        match self.rules.defaults.get(&head.phase()) {
+            Some(d) if !d.transforms.is_empty() => {
+                let mut chain = d.transforms.clone();
+                chain.extend(link.actions.transforms.iter().copied());
+                Cow::Owned(chain)
+            }
+            _ => Cow::Borrowed(&link.actions.transforms),
+        }
     }
 
     fn evaluate_link(&mut self, head: &Rule, link: &Rule, depth: usize) -> bool {
@@ -544,34 +600,83 @@ impl Transaction {
             self.run_actions(&link.actions);
             return true;
         };
-        let values = self.resolve(head, &link.variables);
         let transforms = self.transforms(head, link);
-        let mut matched = false;
-        let chain = chain_key(&transforms);
-        for value in values {
+        // First every value is tested (nothing changes meanwhile, so values stay borrowed),
+        // then each match has its effects, in order.
+        let hits = self.test_values(head, link, operator, &transforms, depth);
+        let matched = !hits.is_empty();
+        for hit in hits {
+            if let Some(step) = hit.step {
+                self.pending_steps.push(step);
+            }
+            if link.actions.capture {
+                for (i, c) in hit.found.captures.into_iter().enumerate() {
+                    self.tx.insert(i.to_string(), c);
+                }
+            }
+            if self.matched_vars.len() < MAX_MATCHED {
+                self.matched_vars.push(hit.value.clone());
+            }
+            self.matched_var = Some(hit.value);
+            self.run_actions(&link.actions);
+        }
+        matched
+    }
+
+    /// The values of a link that its operator matches (after transformation).
+    fn test_values(
+        &self,
+        head: &Rule,
+        link: &Rule,
+        operator: &crate::operator::CompiledOperator,
+        transforms: &[Transform],
+        depth: usize,
+    ) -> Vec<Hit> {
+        let values = self.resolve(head, &link.variables);
+        let chain = chain_key(transforms);
+        let mut hits = Vec::new();
+        for value in &values {
             // Each candidate with the number of transformations applied to reach it.
             let mut candidates: Vec<(Candidate<'_>, usize)> = Vec::new();
             if link.actions.multi_match {
-                let mut current = Cow::Borrowed(value.data.as_slice());
+                // The value after each step that changed it (steps cached like whole chains).
                 candidates.push((Candidate::Borrowed(&value.data), 0));
+                let mut current: Option<Arc<[u8]>> = None;
                 for (i, t) in transforms.iter().enumerate() {
-                    if let Some(next) = t.apply(&current) {
-                        current = Cow::Owned(next);
-                        candidates.push((Candidate::Shared(Arc::from(&current[..])), i + 1));
+                    // A key space of its own: `None` here means "this step changed nothing".
+                    let key = value
+                        .origin
+                        .zip(chain_key(&transforms[..=i]).map(|k| k | 1 << 127));
+                    let cached = key.and_then(|k| self.transformed.borrow().get(&k).cloned());
+                    let step = match cached {
+                        Some(step) => step,
+                        None => {
+                            let input = current.as_deref().unwrap_or(&value.data);
+                            let step = t.apply(input).map(Arc::from);
+                            if let Some(k) = key {
+                                self.transformed.borrow_mut().insert(k, step.clone());
+                            }
+                            step
+                        }
+                    };
+                    // `None`: this step left the value as the previous one had it.
+                    if let Some(changed) = step {
+                        candidates.push((Candidate::Shared(Arc::clone(&changed)), i + 1));
+                        current = Some(changed);
                     }
                 }
             } else {
                 let key = value.origin.zip(chain);
-                let cached = key.and_then(|k| self.transformed.get(&k).cloned());
+                let cached = key.and_then(|k| self.transformed.borrow().get(&k).cloned());
                 let shared = match cached {
                     Some(shared) => shared,
                     None => {
-                        let shared = match crate::transform::apply_all(&value.data, &transforms) {
+                        let shared = match crate::transform::apply_all(&value.data, transforms) {
                             Cow::Borrowed(_) => None,
                             Cow::Owned(changed) => Some(Arc::from(changed)),
                         };
                         if let Some(k) = key {
-                            self.transformed.insert(k, shared.clone());
+                            self.transformed.borrow_mut().insert(k, shared.clone());
                         }
                         shared
                     }
@@ -584,14 +689,14 @@ impl Transaction {
             }
             for (candidate, applied) in candidates {
                 let candidate = candidate.bytes();
-                let found = operator.eval(candidate, &Macros(self));
+                let found = operator.eval_with(candidate, &Macros(self), link.actions.capture);
                 let Some(found) = found else { continue };
-                matched = true;
-                if self.trace.is_some() {
+                let name = value.name.render();
+                let step = self.trace.is_some().then(|| {
                     let clip = |b: &[u8]| b[..b.len().min(MAX_TRACE_VALUE)].to_vec();
-                    self.pending_steps.push(TraceStep {
+                    TraceStep {
                         link: depth,
-                        variable: value.name.clone(),
+                        variable: name.clone(),
                         value: clip(&value.data),
                         transforms: transforms[..applied].iter().map(|t| t.name()).collect(),
                         transformed: clip(candidate),
@@ -604,29 +709,22 @@ impl Transaction {
                         .trim_end()
                         .to_string(),
                         matched: clip(&found.matched),
-                    });
-                }
-                let matched_value = Value {
-                    origin: None,
-                    name: value.name.clone(),
-                    data: candidate.to_vec(),
-                };
-                if link.actions.capture {
-                    for (i, c) in found.captures.iter().enumerate() {
-                        self.tx.insert(i.to_string(), c.clone());
                     }
-                }
-                self.matched_var = Some(matched_value.clone());
-                if self.matched_vars.len() < MAX_MATCHED {
-                    self.matched_vars.push(matched_value);
-                }
-                self.run_actions(&link.actions);
+                });
+                hits.push(Hit {
+                    value: Value {
+                        name,
+                        data: candidate.to_vec(),
+                    },
+                    found,
+                    step,
+                });
                 if !link.actions.multi_match {
                     break;
                 }
             }
         }
-        matched
+        hits
     }
 
     /// Non-disruptive actions of one match.
@@ -788,7 +886,7 @@ impl Transaction {
     }
 
     /// Resolves a link's variable list into values, exclusions and removed targets applied.
-    fn resolve(&self, head: &Rule, specs: &[VariableSpec]) -> Vec<Value> {
+    fn resolve<'a>(&'a self, head: &Rule, specs: &'a [VariableSpec]) -> Vec<Val<'a>> {
         let mut excluded: Vec<&VariableSpec> = specs.iter().filter(|s| s.exclude).collect();
         for (removal, target) in &self.removed_targets {
             let applies = match removal {
@@ -803,10 +901,10 @@ impl Transaction {
         for spec in specs.iter().filter(|s| !s.exclude) {
             let values = self.values_of(spec, &excluded);
             if spec.count {
-                out.push(Value {
+                out.push(Val {
                     origin: None,
-                    name: format!("&{}", spec.name),
-                    data: values.len().to_string().into_bytes(),
+                    name: Name::Owned(format!("&{}", spec.name)),
+                    data: Cow::Owned(values.len().to_string().into_bytes()),
                 });
             } else {
                 out.extend(values);
@@ -815,7 +913,7 @@ impl Transaction {
         out
     }
 
-    fn values_of(&self, spec: &VariableSpec, excluded: &[&VariableSpec]) -> Vec<Value> {
+    fn values_of<'a>(&'a self, spec: &'a VariableSpec, excluded: &[&VariableSpec]) -> Vec<Val<'a>> {
         let keep = |collection: &str, key: &str| {
             !excluded.iter().any(|x| {
                 x.name == collection
@@ -832,34 +930,34 @@ impl Transaction {
             Some(VariableKey::Regex(re)) => re.is_match(key),
         };
         let name = spec.name.as_str();
-        let from = |collection: &Collection, names: bool, label: &str, src: u32| -> Vec<Value> {
+        let from = |collection: &'a Collection,
+                    names: bool,
+                    label: &'static str,
+                    src: u32|
+         -> Vec<Val<'a>> {
             collection
                 .0
                 .iter()
                 .enumerate()
                 .filter(|(_, (k, _))| key_matches(k) && keep(label, k))
-                .map(|(i, (k, v))| Value {
+                .map(|(i, (k, v))| Val {
                     origin: source::origin(src, i),
-                    name: format!("{label}:{k}"),
-                    data: if names {
-                        k.clone().into_bytes()
-                    } else {
-                        v.clone()
-                    },
+                    name: Name::Keyed(label, k),
+                    data: Cow::Borrowed(if names { k.as_bytes() } else { v }),
                 })
                 .collect()
         };
         let single = |data: Vec<u8>| {
-            vec![Value {
+            vec![Val {
                 origin: None,
-                name: name.to_string(),
-                data,
+                name: Name::Plain(name),
+                data: Cow::Owned(data),
             }]
         };
-        let fixed = |src: u32, data: Vec<u8>| {
-            vec![Value {
+        let fixed = |src: u32, data: Cow<'a, [u8]>| {
+            vec![Val {
                 origin: source::origin(src, 0),
-                name: name.to_string(),
+                name: Name::Plain(name),
                 data,
             }]
         };
@@ -930,54 +1028,70 @@ impl Transaction {
                 source::RESPONSE_HEADER_NAMES,
             ),
             "TX" => {
+                let tx_value = |(k, v): (&'a String, &'a Vec<u8>)| Val {
+                    origin: None,
+                    name: Name::Keyed("TX", k),
+                    data: Cow::Borrowed(v.as_slice()),
+                };
+                if let Some(VariableKey::Name(key)) = &spec.key {
+                    // One named variable: no need to walk (and sort) them all.
+                    let key = key.to_ascii_lowercase();
+                    return self
+                        .tx
+                        .get_key_value(&key)
+                        .filter(|(k, _)| keep("TX", k))
+                        .map(tx_value)
+                        .into_iter()
+                        .collect();
+                }
                 let mut tx: Vec<(&String, &Vec<u8>)> = self.tx.iter().collect();
                 tx.sort();
                 tx.into_iter()
                     .filter(|(k, _)| key_matches(k) && keep("TX", k))
-                    .map(|(k, v)| Value {
-                        origin: None,
-                        name: format!("TX:{k}"),
-                        data: v.clone(),
-                    })
+                    .map(tx_value)
                     .collect()
             }
-            "REQUEST_METHOD" => fixed(source::METHOD, self.head.method.clone().into_bytes()),
-            "REQUEST_PROTOCOL" => fixed(source::PROTOCOL, self.head.protocol.clone().into_bytes()),
+            "REQUEST_METHOD" => fixed(source::METHOD, Cow::Borrowed(self.head.method.as_bytes())),
+            "REQUEST_PROTOCOL" => fixed(
+                source::PROTOCOL,
+                Cow::Borrowed(self.head.protocol.as_bytes()),
+            ),
             "REQUEST_URI" | "REQUEST_URI_RAW" => {
-                fixed(source::URI, self.head.uri.clone().into_bytes())
+                fixed(source::URI, Cow::Borrowed(self.head.uri.as_bytes()))
             }
             "REQUEST_LINE" => fixed(
                 source::LINE,
-                format!(
-                    "{} {} {}",
-                    self.head.method, self.head.uri, self.head.protocol
-                )
-                .into_bytes(),
+                Cow::Owned(
+                    format!(
+                        "{} {} {}",
+                        self.head.method, self.head.uri, self.head.protocol
+                    )
+                    .into_bytes(),
+                ),
             ),
-            "REQUEST_FILENAME" => fixed(source::FILENAME, path_of(&self.head.uri).into_bytes()),
+            "REQUEST_FILENAME" => fixed(
+                source::FILENAME,
+                Cow::Owned(path_of(&self.head.uri).into_bytes()),
+            ),
             "REQUEST_BASENAME" => {
                 let path = path_of(&self.head.uri);
                 fixed(
                     source::BASENAME,
-                    path.rsplit('/')
-                        .next()
-                        .unwrap_or("")
-                        .to_string()
-                        .into_bytes(),
+                    Cow::Owned(path.rsplit('/').next().unwrap_or("").as_bytes().to_vec()),
                 )
             }
             "QUERY_STRING" => fixed(
                 source::QUERY,
-                self.head
-                    .uri
-                    .split_once('?')
-                    .map(|(_, q)| q.to_string())
-                    .unwrap_or_default()
-                    .into_bytes(),
+                Cow::Borrowed(
+                    self.head
+                        .uri
+                        .split_once('?')
+                        .map_or(&b""[..], |(_, q)| q.as_bytes()),
+                ),
             ),
             // An XML body is seen through XML (as in ModSecurity v2 and Coraza), not as raw text.
             "REQUEST_BODY" if self.reqbody_processor.as_deref() == Some("XML") => Vec::new(),
-            "REQUEST_BODY" => fixed(source::BODY, self.request_body.clone()),
+            "REQUEST_BODY" => fixed(source::BODY, Cow::Borrowed(&self.request_body)),
             "REQUEST_BODY_LENGTH" => single(self.request_body.len().to_string().into_bytes()),
             "REQBODY_PROCESSOR" => match &self.reqbody_processor {
                 Some(p) => single(p.clone().into_bytes()),
@@ -998,7 +1112,7 @@ impl Transaction {
                 Some(s) => single(s.to_string().into_bytes()),
                 None => Vec::new(),
             },
-            "RESPONSE_BODY" => fixed(source::RESPONSE_BODY, self.response_body.clone()),
+            "RESPONSE_BODY" => fixed(source::RESPONSE_BODY, Cow::Borrowed(&self.response_body)),
             "MATCHED_VAR" => self
                 .matched_var
                 .as_ref()
@@ -1013,19 +1127,19 @@ impl Transaction {
                 .matched_vars
                 .iter()
                 .filter(|v| key_matches(&v.name))
-                .map(|v| Value {
+                .map(|v| Val {
                     origin: None,
-                    name: format!("MATCHED_VARS:{}", v.name),
-                    data: v.data.clone(),
+                    name: Name::Keyed("MATCHED_VARS", &v.name),
+                    data: Cow::Borrowed(v.data.as_slice()),
                 })
                 .collect(),
             "MATCHED_VARS_NAMES" => self
                 .matched_vars
                 .iter()
-                .map(|v| Value {
+                .map(|v| Val {
                     origin: None,
-                    name: format!("MATCHED_VARS_NAMES:{}", v.name),
-                    data: v.name.clone().into_bytes(),
+                    name: Name::Keyed("MATCHED_VARS_NAMES", &v.name),
+                    data: Cow::Borrowed(v.name.as_bytes()),
                 })
                 .collect(),
             "XML" => {
@@ -1037,16 +1151,16 @@ impl Transaction {
                         .attributes
                         .iter()
                         .enumerate()
-                        .map(|(i, (_, v))| Value {
+                        .map(|(i, (_, v))| Val {
                             origin: source::origin(source::XML_ATTRIBUTES, i),
-                            name: format!("XML:{path}"),
-                            data: v.clone(),
+                            name: Name::Keyed("XML", path),
+                            data: Cow::Borrowed(v.as_slice()),
                         })
                         .collect(),
-                    Some(VariableKey::Name(path)) => vec![Value {
+                    Some(VariableKey::Name(path)) => vec![Val {
                         origin: source::origin(source::XML_TEXT, 0),
-                        name: format!("XML:{path}"),
-                        data: doc.text.clone(),
+                        name: Name::Keyed("XML", path),
+                        data: Cow::Borrowed(doc.text.as_slice()),
                     }],
                     _ => single(doc.text.clone()),
                 }
@@ -1058,13 +1172,13 @@ impl Transaction {
                 m.files
                     .iter()
                     .filter(|(field, _, _)| key_matches(field) && keep(name, field))
-                    .map(|(field, file, size)| Value {
+                    .map(|(field, file, size)| Val {
                         origin: None,
-                        name: format!("{name}:{field}"),
+                        name: Name::Keyed(name, field),
                         data: match name {
-                            "FILES" => file.clone().into_bytes(),
-                            "FILES_NAMES" => field.clone().into_bytes(),
-                            _ => size.to_string().into_bytes(),
+                            "FILES" => Cow::Borrowed(file.as_bytes()),
+                            "FILES_NAMES" => Cow::Borrowed(field.as_bytes()),
+                            _ => Cow::Owned(size.to_string().into_bytes()),
                         },
                     })
                     .collect()
@@ -1083,10 +1197,10 @@ impl Transaction {
                 m.part_headers
                     .iter()
                     .filter(|(field, _)| key_matches(field) && keep(name, field))
-                    .map(|(field, line)| Value {
+                    .map(|(field, line)| Val {
                         origin: None,
-                        name: format!("MULTIPART_PART_HEADERS:{field}"),
-                        data: line.clone(),
+                        name: Name::Keyed("MULTIPART_PART_HEADERS", field),
+                        data: Cow::Borrowed(line.as_slice()),
                     })
                     .collect()
             }

@@ -12,6 +12,7 @@
 //!   actions, macros, anomaly scoring, runtime `ctl`, interventions, audit messages).
 //! - [`rules`]: directives compiled into a rule set (phases, chains, markers, defaults,
 //!   updates and removals, engine settings), `Include` through the caller's [`rules::Sources`].
+//! - [`prefilter`]: literal prefilters that let most values skip most regexes.
 //! - [`operator`]: operators compiled once (regexes, phrase automata, address sets) and
 //!   evaluated per value.
 
@@ -21,6 +22,7 @@ pub mod body;
 pub mod engine;
 pub mod operator;
 pub mod parser;
+pub mod prefilter;
 pub mod rules;
 pub mod transform;
 

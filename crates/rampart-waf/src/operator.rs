@@ -53,7 +53,8 @@ enum Text {
 
 #[derive(Debug)]
 enum Kind {
-    Rx(Regex),
+    /// A regex and its literal prefilter, if it has one.
+    Rx(Regex, Option<Box<AhoCorasick>>),
     /// A pattern holding macros, compiled per evaluation.
     RxMacro(String),
     /// A pattern with look-around, which `regex` does not have: backtracking with a step
@@ -107,7 +108,10 @@ impl CompiledOperator {
                 Kind::RxMacro(arg.to_string())
             }
             "rx" => match compile_regex(arg) {
-                Ok(re) => Kind::Rx(re),
+                Ok(re) => Kind::Rx(
+                    re,
+                    crate::prefilter::for_pattern(&pcre_bytes(arg)).map(Box::new),
+                ),
                 Err(e) if e.contains("look-around") => {
                     Kind::Backtracking(Box::new(compile_backtracking(arg)?))
                 }
@@ -176,7 +180,13 @@ impl CompiledOperator {
 
     /// Evaluates the operator on `value`, negation included. `Some` is a match.
     pub fn eval(&self, value: &[u8], macros: &dyn Expand) -> Option<OpMatch> {
-        let found = self.eval_plain(value, macros);
+        self.eval_with(value, macros, true)
+    }
+
+    /// As [`eval`](Self::eval); regex capture groups are collected only when `captures` is
+    /// set (the rule has the `capture` action), which saves their allocation otherwise.
+    pub fn eval_with(&self, value: &[u8], macros: &dyn Expand, captures: bool) -> Option<OpMatch> {
+        let found = self.eval_plain(value, macros, captures && !self.negated);
         match (found, self.negated) {
             (Some(m), false) => Some(m),
             (None, true) => Some(OpMatch {
@@ -187,13 +197,20 @@ impl CompiledOperator {
         }
     }
 
-    fn eval_plain(&self, value: &[u8], macros: &dyn Expand) -> Option<OpMatch> {
+    fn eval_plain(&self, value: &[u8], macros: &dyn Expand, captures: bool) -> Option<OpMatch> {
         let whole = || OpMatch {
             matched: value.to_vec(),
             captures: Vec::new(),
         };
         match &self.kind {
-            Kind::Rx(re) => regex_match(re, value),
+            // None of the strings every match holds: the regex cannot match.
+            Kind::Rx(_, Some(prefilter)) if !prefilter.is_match(value) => None,
+            Kind::Rx(re, _) if captures => regex_match(re, value),
+            Kind::Rx(re, _) if self.negated => re.is_match(value).then(OpMatch::default),
+            Kind::Rx(re, _) => re.find(value).map(|m| OpMatch {
+                matched: m.as_bytes().to_vec(),
+                captures: Vec::new(),
+            }),
             Kind::RxMacro(pattern) => {
                 regex_match(&compile_regex(&macros.expand(pattern)).ok()?, value)
             }
@@ -269,6 +286,10 @@ impl CompiledOperator {
 
 /// A regex match with up to ten capture groups (`TX:0`–`TX:9`).
 fn regex_match(re: &Regex, value: &[u8]) -> Option<OpMatch> {
+    // Most values do not match: the plain search is much cheaper than the capturing one.
+    if !re.is_match(value) {
+        return None;
+    }
     let caps = re.captures(value)?;
     let captures: Vec<Vec<u8>> = caps
         .iter()
