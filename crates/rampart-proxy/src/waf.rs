@@ -192,10 +192,20 @@ pub fn begin(
             .path_and_query()
             .map_or_else(|| parts.uri.to_string(), |p| p.as_str().to_string()),
     };
+    // HTTP/1.x names reach us lower-cased; rules and logs show them as clients write them
+    // (`Referer`, `Content-Type`). HTTP/2 names are lower case on the wire.
+    let title_case = parts.version != http::Version::HTTP_2;
     let mut headers: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+        .map(|(k, v)| {
+            let name = if title_case {
+                title_cased(k.as_str())
+            } else {
+                k.as_str().to_string()
+            };
+            (name, v.as_bytes().to_vec())
+        })
         .collect();
     if !parts.headers.contains_key(http::header::HOST)
         && let Some(authority) = parts.uri.authority()
@@ -212,6 +222,17 @@ pub fn begin(
         unique_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
     };
     Transaction::new(Arc::clone(rules), head)
+}
+
+/// `content-type` → `Content-Type`.
+fn title_cased(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == '-';
+    }
+    out
 }
 
 /// The audit log line of a finished transaction (ModSecurity v3 `SecAuditLogFormat JSON`).

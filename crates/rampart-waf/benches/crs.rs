@@ -224,6 +224,19 @@ fn distribution() {
 criterion_group!(benches, estimates);
 
 fn main() {
+    // `RAMPART_BENCH_RUNS=N`: only N form transactions (for instruction counts under
+    // callgrind, which do not depend on what else the machine is doing).
+    if let Some(runs) = std::env::var("RAMPART_BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let rules = crs_pl1();
+        let body = form_body();
+        for _ in 0..runs {
+            black_box(run_form(&rules, black_box(&body)));
+        }
+        return;
+    }
     benches();
     Criterion::default().configure_from_args().final_summary();
     distribution();

@@ -56,7 +56,7 @@ enum Kind {
     /// A regex and its literal prefilter, if it has one.
     Rx(Regex, Option<Box<AhoCorasick>>),
     /// A pattern holding macros, compiled per evaluation.
-    RxMacro(String),
+    RxMacro(String, MacroRegexes),
     /// A pattern with look-around, which `regex` does not have: backtracking with a step
     /// limit, over the value read as UTF-8 (invalid bytes replaced). Only older rule sets
     /// need it (three patterns of CRS v3.3; none of v4).
@@ -105,7 +105,7 @@ impl CompiledOperator {
             // (CRS v3.3 writes `^%{tx.allowed_request_content_type_charset}$` with `a|b|c`).
             "rx" if arg.contains("%{") => {
                 compile_regex(&without_macros(arg))?;
-                Kind::RxMacro(arg.to_string())
+                Kind::RxMacro(arg.to_string(), MacroRegexes::default())
             }
             "rx" => match compile_regex(arg) {
                 Ok(re) => Kind::Rx(
@@ -211,8 +211,8 @@ impl CompiledOperator {
                 matched: m.as_bytes().to_vec(),
                 captures: Vec::new(),
             }),
-            Kind::RxMacro(pattern) => {
-                regex_match(&compile_regex(&macros.expand(pattern)).ok()?, value)
+            Kind::RxMacro(pattern, compiled) => {
+                regex_match(&*compiled.get(&macros.expand(pattern))?, value)
             }
             Kind::Backtracking(re) => {
                 let text = String::from_utf8_lossy(value);
@@ -281,6 +281,37 @@ impl CompiledOperator {
             Kind::Unconditional => Some(whole()),
             Kind::NoMatch => None,
         }
+    }
+}
+
+/// The regexes a pattern with macros expanded to, most recent last: the expansions are
+/// nearly always the same few, and compiling a regex costs far more than matching it.
+#[derive(Default)]
+struct MacroRegexes(std::sync::Mutex<Vec<(String, std::sync::Arc<Regex>)>>);
+
+impl std::fmt::Debug for MacroRegexes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MacroRegexes")
+    }
+}
+
+impl MacroRegexes {
+    const KEPT: usize = 8;
+
+    fn get(&self, expanded: &str) -> Option<std::sync::Arc<Regex>> {
+        if let Ok(kept) = self.0.lock()
+            && let Some((_, re)) = kept.iter().find(|(p, _)| p == expanded)
+        {
+            return Some(std::sync::Arc::clone(re));
+        }
+        let re = std::sync::Arc::new(compile_regex(expanded).ok()?);
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() >= Self::KEPT {
+                kept.remove(0);
+            }
+            kept.push((expanded.to_string(), std::sync::Arc::clone(&re)));
+        }
+        Some(re)
     }
 }
 

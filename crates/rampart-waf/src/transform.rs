@@ -723,9 +723,15 @@ fn normalize_path(input: &[u8], win: bool) -> Vec<u8> {
     for segment in path.split(|&b| b == b'/') {
         match segment {
             b"" | b"." => {}
-            b".." => {
-                segments.pop();
-            }
+            // A `..` with nothing left to climb stays in a relative path (as ModSecurity
+            // keeps `../.history`) and disappears at the root of an absolute one.
+            b".." => match segments.last() {
+                Some(&last) if last != b".." => {
+                    segments.pop();
+                }
+                _ if absolute => {}
+                _ => segments.push(b".."),
+            },
             s => segments.push(s),
         }
     }
@@ -847,7 +853,9 @@ mod tests {
     #[test]
     fn paths() {
         assert_eq!(t("normalizePath", b"/a/./b/../c//d/"), b"/a/c/d/");
-        assert_eq!(t("normalizePath", b"a/../../etc/passwd"), b"etc/passwd");
+        assert_eq!(t("normalizePath", b"a/../../etc/passwd"), b"../etc/passwd");
+        assert_eq!(t("normalizePath", b"../.history"), b"../.history");
+        assert_eq!(t("normalizePath", b"/../../etc/passwd"), b"/etc/passwd");
         assert_eq!(t("normalizePathWin", b"c:\\a\\..\\b"), b"c:/b");
     }
 

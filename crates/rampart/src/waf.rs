@@ -382,6 +382,7 @@ fn json(tx: &Transaction, all: bool) -> serde_json::Value {
                 "line": r.line,
                 "msg": r.msg,
                 "logged": r.logged,
+                "logdata": tx.messages().iter().find(|m| m.rule_id == r.rule_id).map(|m| m.data.clone()),
                 "matches": r.steps.iter().map(|s| serde_json::json!({
                     "link": s.link,
                     "variable": s.variable,
