@@ -10,38 +10,11 @@ use std::sync::{Arc, LazyLock};
 use libfuzzer_sys::fuzz_target;
 use rampart_waf::{RequestHead, RuleSet, Transaction};
 
-struct Dir(PathBuf);
-
-impl rampart_waf::Sources for Dir {
-    fn include(&self, pattern: &str, _from: &str) -> Result<Vec<(String, String)>, String> {
-        let path = self.0.join(pattern);
-        let mut files = Vec::new();
-        if let Some(dir) = pattern.strip_suffix("/*.conf") {
-            let mut names: Vec<PathBuf> = std::fs::read_dir(self.0.join(dir))
-                .map_err(|e| e.to_string())?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
-                .collect();
-            names.sort();
-            files.extend(names);
-        } else {
-            files.push(path);
-        }
-        files
-            .into_iter()
-            .map(|p| {
-                std::fs::read_to_string(&p)
-                    .map(|t| (p.display().to_string(), t))
-                    .map_err(|e| format!("{}: {e}", p.display()))
-            })
-            .collect()
-    }
-
-    fn data(&self, name: &str, from: &str) -> Result<String, String> {
-        let dir = std::path::Path::new(from).parent().unwrap_or(&self.0);
-        std::fs::read_to_string(dir.join(name)).map_err(|e| e.to_string())
-    }
-}
+// Rule files from a directory, as the crate's tests read them.
+#[path = "../../crates/rampart-waf/tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+use support::Dir;
 
 static RULES: LazyLock<Arc<RuleSet>> = LazyLock::new(|| {
     let root = std::env::var_os("RAMPART_CRS")
