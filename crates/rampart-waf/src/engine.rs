@@ -23,6 +23,7 @@ use crate::rules::{
     AllowScope, Ctl, Disruptive, EngineMode, Entry, IdRange, Rule, RuleActions, RuleSet, SetVar,
 };
 use crate::transform::Transform;
+use smallvec::SmallVec;
 
 /// The request line and head of a transaction.
 #[derive(Debug, Clone)]
@@ -637,7 +638,7 @@ impl Transaction {
         let mut hits = Vec::new();
         for value in &values {
             // Each candidate with the number of transformations applied to reach it.
-            let mut candidates: Vec<(Candidate<'_>, usize)> = Vec::new();
+            let mut candidates: SmallVec<[(Candidate<'_>, usize); 4]> = SmallVec::new();
             if link.actions.multi_match {
                 // The value after each step that changed it (steps cached like whole chains).
                 candidates.push((Candidate::Borrowed(&value.data), 0));
@@ -887,7 +888,8 @@ impl Transaction {
 
     /// Resolves a link's variable list into values, exclusions and removed targets applied.
     fn resolve<'a>(&'a self, head: &Rule, specs: &'a [VariableSpec]) -> Vec<Val<'a>> {
-        let mut excluded: Vec<&VariableSpec> = specs.iter().filter(|s| s.exclude).collect();
+        let mut excluded: SmallVec<[&VariableSpec; 8]> =
+            specs.iter().filter(|s| s.exclude).collect();
         for (removal, target) in &self.removed_targets {
             let applies = match removal {
                 Removal::Ids(ranges) => ranges.iter().any(|r| r.contains(head.id())),
@@ -1035,10 +1037,15 @@ impl Transaction {
                 };
                 if let Some(VariableKey::Name(key)) = &spec.key {
                     // One named variable: no need to walk (and sort) them all.
-                    let key = key.to_ascii_lowercase();
+                    // TX keys are kept lower-cased; most rules write them so already.
+                    let key: Cow<'_, str> = if key.bytes().any(|b| b.is_ascii_uppercase()) {
+                        Cow::Owned(key.to_ascii_lowercase())
+                    } else {
+                        Cow::Borrowed(key)
+                    };
                     return self
                         .tx
-                        .get_key_value(&key)
+                        .get_key_value(key.as_ref())
                         .filter(|(k, _)| keep("TX", k))
                         .map(tx_value)
                         .into_iter()

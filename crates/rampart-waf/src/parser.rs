@@ -402,6 +402,12 @@ pub fn parse_variables(text: &str) -> Result<Vec<VariableSpec>, String> {
                 tail(&chars, i)
             ));
         }
+        // TX keys are case-insensitive and the engine keeps them lower-cased.
+        if name == "TX"
+            && let Some(VariableKey::Name(k)) = &mut key
+        {
+            *k = k.to_ascii_lowercase();
+        }
         out.push(VariableSpec {
             name,
             key,
