@@ -280,3 +280,46 @@ exclude_targets = [{ targets = ["!ARGS:x|ARGS:y", "ARGS:\"q"] }, { tag = "attack
         assert!(all.contains(e), "missing {e:?} in:\n{all}");
     }
 }
+
+#[test]
+fn waf_exclusions_become_seclang_read_after_the_files() {
+    let rules = std::env::temp_dir().join(format!("rampart-excl-{}.conf", std::process::id()));
+    std::fs::write(&rules, "SecRuleEngine On\n").unwrap();
+    let text = format!(
+        r#"
+[[listeners]]
+name = "web"
+address = "127.0.0.1:8080"
+
+[[pools]]
+name = "app"
+backends = [{{ address = "127.0.0.1:9001" }}]
+
+[[routes]]
+name = "api"
+pool = "app"
+waf = "crs"
+
+[[waf.rulesets]]
+name = "crs"
+files = ["{}"]
+exclude_rules = [920350, 942100]
+exclude_tags = ["attack-xss"]
+exclude_targets = [
+  {{ rules = [942100, 942190], targets = ["ARGS:password", "REQUEST_COOKIES:/^sess_/"] }},
+  {{ tag = "attack-sqli", targets = ["ARGS:query"] }},
+]
+"#,
+        rules.display()
+    );
+    let snapshot = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&rules);
+    assert_eq!(
+        snapshot.waf.rulesets[0].exclusion_directives(),
+        "SecRuleRemoveById 920350 942100\n\
+         SecRuleRemoveByTag \"attack-xss\"\n\
+         SecRuleUpdateTargetById 942100 \"!ARGS:password|!REQUEST_COOKIES:/^sess_/\"\n\
+         SecRuleUpdateTargetById 942190 \"!ARGS:password|!REQUEST_COOKIES:/^sess_/\"\n\
+         SecRuleUpdateTargetByTag \"attack-sqli\" \"!ARGS:query\"\n"
+    );
+}
