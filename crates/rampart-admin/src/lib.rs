@@ -187,6 +187,10 @@ async fn reload(State(state): State<AppState>) -> Response {
             StatusCode::CONFLICT,
             "this instance runs a built-in config; nothing to reload",
         ),
+        Err(ReloadError::ShuttingDown) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down; reload the process that takes over",
+        ),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     }
 }

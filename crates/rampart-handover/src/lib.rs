@@ -75,6 +75,8 @@ pub struct HandoverSocket {
     path: PathBuf,
     /// Device and inode of the file this process created, so that it removes only its own.
     identity: (u64, u64),
+    /// Cleared once the sockets went to a new process: the path is the new process's then.
+    remove_file: bool,
 }
 
 impl HandoverSocket {
@@ -117,11 +119,19 @@ impl HandoverSocket {
             listener,
             path: path.to_path_buf(),
             identity: (meta.dev(), meta.ino()),
+            remove_file: true,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Stops listening and leaves the socket file alone: after a takeover the new process
+    /// binds its own socket on the same path, possibly at this very moment, and checking the
+    /// file's identity before removing it would race with that rename.
+    pub fn close_after_takeover(mut self) {
+        self.remove_file = false;
     }
 
     /// Waits for a new process to ask for the sockets.
@@ -138,7 +148,8 @@ impl HandoverSocket {
 impl Drop for HandoverSocket {
     fn drop(&mut self) {
         // After an upgrade the path belongs to the new process: leave its file alone.
-        if let Ok(meta) = std::fs::metadata(&self.path)
+        if self.remove_file
+            && let Ok(meta) = std::fs::metadata(&self.path)
             && (meta.dev(), meta.ino()) == self.identity
         {
             let _ = std::fs::remove_file(&self.path);
@@ -510,6 +521,12 @@ mod tests {
         );
         drop(second);
         assert!(!path.exists());
+        // After a takeover the file is left alone even when it is still this process's own
+        // (the new process replaces it right after).
+        let fourth = HandoverSocket::bind(&path).unwrap();
+        fourth.close_after_takeover();
+        assert!(path.exists());
+        std::fs::remove_file(&path).unwrap();
         // Stale file (nobody listening).
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());

@@ -211,6 +211,11 @@ pub enum ReloadError {
     Workers(std::io::Error),
     #[error("{0}")]
     Kernel(String),
+    /// The process is shutting down (or has handed its sockets to a new one): a reload now
+    /// would open listeners again in a process about to exit, and the connections queued on
+    /// them would be reset when it does.
+    #[error("shutting down; config changes go to the process that takes over")]
+    ShuttingDown,
 }
 
 /// Status of one backend, for the admin API.
@@ -651,6 +656,10 @@ impl Proxy {
 
     async fn apply_shared(&self, snapshot: Arc<Snapshot>) -> Result<u64, ReloadError> {
         let mut control = self.control.lock().await;
+        // `shutdown` sets the flag before it takes this lock to stop the listeners.
+        if self.is_shutting_down() {
+            return Err(ReloadError::ShuttingDown);
+        }
         let previous = self.shared.runtime.load_full();
         let generation = control.generation + 1;
         let next = match Runtime::build(
@@ -1064,6 +1073,9 @@ impl Proxy {
         let Some(path) = &self.config_path else {
             return;
         };
+        if self.is_shutting_down() {
+            return;
+        }
         let Ok(text) = std::fs::read_to_string(path) else {
             return;
         };
@@ -1200,13 +1212,20 @@ impl Proxy {
         Ok(())
     }
 
+    /// Whether `shutdown` has begun; reloads are refused from then on.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Stops accepting, asks every connection to close gracefully (HTTP/2 GOAWAY, HTTP/1.1
     /// `Connection: close` after the current response) and waits up to `grace` for them.
     /// Returns the number of connections still open when the grace period ended.
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.shared
             .draining
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+            .store(true, std::sync::atomic::Ordering::Release);
         self.service_sockets
             .lock()
             .unwrap_or_else(|p| p.into_inner())

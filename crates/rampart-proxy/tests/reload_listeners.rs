@@ -76,3 +76,34 @@ async fn failed_bind_keeps_running_listeners() {
         "the old port must be closed"
     );
 }
+
+/// A process that is shutting down (or has handed its sockets to a new one) never listens
+/// again: neither a reload nor its config-file watcher opens a listener, since connections
+/// queued on it would be reset when the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_reload_once_shutdown_began() {
+    let b = TestBackend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rampart.toml");
+    let port = free_port();
+    let text = config(&b.addr.to_string(), &format!("127.0.0.1:{port}"));
+    std::fs::write(&path, &text).unwrap();
+    let (proxy, addr) = start_proxy_file(&path).await;
+    assert_eq!(get(&client(), addr, "/").await.unwrap().status, 200);
+
+    assert_eq!(proxy.shutdown(std::time::Duration::from_secs(2)).await, 0);
+    assert!(proxy.is_shutting_down());
+    let generation = proxy.generation();
+    match proxy.reload_from_file().await {
+        Err(ReloadError::ShuttingDown) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The watcher sees a changed file within a second; it must leave it alone too.
+    std::fs::write(&path, format!("{text}\n# changed\n")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(proxy.generation(), generation);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "a shut-down proxy listens on {addr} again"
+    );
+}

@@ -352,6 +352,7 @@ async fn serve(
     }
     let (upgraded_tx, mut upgraded) = tokio::sync::mpsc::channel::<u32>(1);
     let takeover_busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut handed_over = false;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -371,13 +372,20 @@ async fn serve(
             Some(pid) = upgraded.recv() => {
                 tracing::info!(new_pid = pid, "handed over to a new process");
                 proxy.hand_over_kernel_state();
+                handed_over = true;
                 break;
             }
         }
     }
     upgrade::notify_systemd("STOPPING=1");
-    // No more takeovers: the socket file belongs to the new process if there is one.
-    drop(handover);
+    // No more takeovers. After one, the socket file is the new process's.
+    if let Some(handover) = handover.take() {
+        if handed_over {
+            handover.close_after_takeover();
+        } else {
+            drop(handover);
+        }
+    }
     if let Some(task) = admin_task {
         task.abort();
     }

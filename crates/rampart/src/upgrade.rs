@@ -88,11 +88,24 @@ pub(crate) fn run(config: &Path, timeout: Duration) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            eprintln!(
-                "the new process did not take over within {timeout:?}; stopped it, pid {old} keeps serving"
-            );
+            // Stop the new process only while the old one still answers: once the old one
+            // has handed over, the new one is all that serves.
+            if rampart_handover::query_pid(&socket, Duration::from_millis(500))
+                .is_ok_and(|pid| pid == old)
+            {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!(
+                    "the new process did not take over within {timeout:?}; stopped it, pid {old} keeps serving"
+                );
+            } else {
+                eprintln!(
+                    "pid {} did not answer on {} within {timeout:?} and pid {old} no longer does; left pid {} running: check its log",
+                    child.id(),
+                    socket.display(),
+                    child.id()
+                );
+            }
             return ExitCode::from(1);
         }
         std::thread::sleep(Duration::from_millis(100));
