@@ -20,7 +20,8 @@ use std::sync::Arc;
 use crate::operator::{Expand, to_number};
 use crate::parser::{VariableKey, VariableSpec};
 use crate::rules::{
-    AllowScope, Ctl, Disruptive, EngineMode, Entry, IdRange, Rule, RuleActions, RuleSet, SetVar,
+    AllowScope, Ctl, Disruptive, EngineMode, Entry, IdRange, PrefilterSlot, Rule, RuleActions,
+    RuleSet, SetVar,
 };
 use crate::transform::Transform;
 use smallvec::SmallVec;
@@ -186,17 +187,10 @@ mod source {
     }
 }
 
-/// A transformation chain as a cache key: five bits per step, chains of up to 25 steps.
-fn chain_key(chain: &[Transform]) -> Option<u128> {
-    if chain.len() > 25 {
-        return None;
-    }
-    Some(
-        chain
-            .iter()
-            .fold(1u128, |key, t| key << 5 | u128::from(t.index() as u8)),
-    )
-}
+use crate::transform::chain_key;
+
+/// Merged prefilter results by (value origin, prefilter group).
+type PassCache = rustc_hash::FxHashMap<(u32, u32), crate::prefilter::Passed>;
 
 /// Transformed values by (value origin, chain key); `None`: unchanged.
 type TransformCache = rustc_hash::FxHashMap<(u32, u128), Option<Arc<[u8]>>>;
@@ -268,6 +262,8 @@ pub struct Transaction {
     /// Transformed values of the phase, by (value origin, transformation chain); `None` when
     /// the chain left the value as it was.
     transformed: std::cell::RefCell<TransformCache>,
+    /// Merged prefilter results of the phase, by (value origin, prefilter group).
+    prefilter_passes: std::cell::RefCell<PassCache>,
     /// `Some` once tracing is on: the rules that matched, in order.
     trace: Option<Vec<TraceRule>>,
     /// Steps of the chain being evaluated.
@@ -310,6 +306,7 @@ impl Transaction {
             trace: None,
             pending_steps: Vec::new(),
             transformed: Default::default(),
+            prefilter_passes: Default::default(),
             head,
         };
         let query = t.head.uri.split_once('?').map(|(_, q)| q.to_string());
@@ -476,6 +473,9 @@ impl Transaction {
         self.transformed
             .get_mut()
             .retain(|(origin, _), _| source::is_request_head(*origin >> 20));
+        self.prefilter_passes
+            .get_mut()
+            .retain(|(origin, _), _| source::is_request_head(*origin >> 20));
         let rules = Arc::clone(&self.rules);
         let entries = &rules.phases[usize::from(phase) - 1];
         let mut skip = 0u32;
@@ -582,17 +582,7 @@ impl Transaction {
 
     /// The transformations of a link: the phase's default ones unless the link resets them.
     fn transforms<'r>(&self, head: &Rule, link: &'r Rule) -> Cow<'r, [Transform]> {
-        if link.actions.transforms_reset {
-            return Cow::Borrowed(&link.actions.transforms);
-        }
-        match self.rules.defaults.get(&head.phase()) {
-            Some(d) if !d.transforms.is_empty() => {
-                let mut chain = d.transforms.clone();
-                chain.extend(link.actions.transforms.iter().copied());
-                Cow::Owned(chain)
-            }
-            _ => Cow::Borrowed(&link.actions.transforms),
-        }
+        crate::rules::effective_transforms(&self.rules.defaults, head.phase(), link)
     }
 
     fn evaluate_link(&mut self, head: &Rule, link: &Rule, depth: usize) -> bool {
@@ -639,6 +629,8 @@ impl Transaction {
         for value in &values {
             // Each candidate with the number of transformations applied to reach it.
             let mut candidates: SmallVec<[(Candidate<'_>, usize); 4]> = SmallVec::new();
+            // The value passed the operator's prefilter already (a merged one).
+            let mut prefiltered = false;
             if link.actions.multi_match {
                 // The value after each step that changed it (steps cached like whole chains).
                 candidates.push((Candidate::Borrowed(&value.data), 0));
@@ -686,11 +678,21 @@ impl Transaction {
                     Some(bytes) => Candidate::Shared(bytes),
                     None => Candidate::Borrowed(&value.data),
                 };
+                if let (Some(slot), Some(origin)) = (link.merged_prefilter, value.origin) {
+                    if !self.passes_prefilter(origin, slot, candidate.bytes()) {
+                        continue;
+                    }
+                    prefiltered = true;
+                }
                 candidates.push((candidate, transforms.len()));
             }
             for (candidate, applied) in candidates {
                 let candidate = candidate.bytes();
-                let found = operator.eval_with(candidate, &Macros(self), link.actions.capture);
+                let found = if prefiltered {
+                    operator.eval_prefiltered(candidate, &Macros(self), link.actions.capture)
+                } else {
+                    operator.eval_with(candidate, &Macros(self), link.actions.capture)
+                };
                 let Some(found) = found else { continue };
                 let name = value.name.render();
                 let step = self.trace.is_some().then(|| {
@@ -726,6 +728,22 @@ impl Transaction {
             }
         }
         hits
+    }
+
+    /// Whether a value (from `origin`, transformed) passes the prefilter of `slot`: one scan
+    /// per value and group answers for every rule of the group.
+    fn passes_prefilter(&self, origin: u32, slot: PrefilterSlot, value: &[u8]) -> bool {
+        let key = (origin, slot.group);
+        if let Some(passes) = self.prefilter_passes.borrow().get(&key) {
+            return crate::prefilter::passed(passes, slot.member);
+        }
+        let Some(group) = self.rules.prefilters.get(slot.group as usize) else {
+            return true;
+        };
+        let passes = group.scan(value);
+        let passed = crate::prefilter::passed(&passes, slot.member);
+        self.prefilter_passes.borrow_mut().insert(key, passes);
+        passed
     }
 
     /// Non-disruptive actions of one match.
@@ -899,23 +917,30 @@ impl Transaction {
                 excluded.push(target);
             }
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(16);
         for spec in specs.iter().filter(|s| !s.exclude) {
-            let values = self.values_of(spec, &excluded);
+            let before = out.len();
+            self.values_of(spec, &excluded, &mut out);
             if spec.count {
+                let count = out.len() - before;
+                out.truncate(before);
                 out.push(Val {
                     origin: None,
                     name: Name::Owned(format!("&{}", spec.name)),
-                    data: Cow::Owned(values.len().to_string().into_bytes()),
+                    data: Cow::Owned(count.to_string().into_bytes()),
                 });
-            } else {
-                out.extend(values);
             }
         }
         out
     }
 
-    fn values_of<'a>(&'a self, spec: &'a VariableSpec, excluded: &[&VariableSpec]) -> Vec<Val<'a>> {
+    /// Appends the values of one (non-excluding) variable spec to `out`.
+    fn values_of<'a>(
+        &'a self,
+        spec: &'a VariableSpec,
+        excluded: &[&VariableSpec],
+        out: &mut Vec<Val<'a>>,
+    ) {
         let keep = |collection: &str, key: &str| {
             !excluded.iter().any(|x| {
                 x.name == collection
@@ -932,62 +957,66 @@ impl Transaction {
             Some(VariableKey::Regex(re)) => re.is_match(key),
         };
         let name = spec.name.as_str();
-        let from = |collection: &'a Collection,
+        let from = |out: &mut Vec<Val<'a>>,
+                    collection: &'a Collection,
                     names: bool,
                     label: &'static str,
-                    src: u32|
-         -> Vec<Val<'a>> {
-            collection
-                .0
-                .iter()
-                .enumerate()
-                .filter(|(_, (k, _))| key_matches(k) && keep(label, k))
-                .map(|(i, (k, v))| Val {
-                    origin: source::origin(src, i),
-                    name: Name::Keyed(label, k),
-                    data: Cow::Borrowed(if names { k.as_bytes() } else { v }),
-                })
-                .collect()
+                    src: u32| {
+            out.extend(
+                collection
+                    .0
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (k, _))| key_matches(k) && keep(label, k))
+                    .map(|(i, (k, v))| Val {
+                        origin: source::origin(src, i),
+                        name: Name::Keyed(label, k),
+                        data: Cow::Borrowed(if names { k.as_bytes() } else { v }),
+                    }),
+            )
         };
-        let single = |data: Vec<u8>| {
-            vec![Val {
-                origin: None,
-                name: Name::Plain(name),
-                data: Cow::Owned(data),
-            }]
+        let single = |data: Vec<u8>| Val {
+            origin: None,
+            name: Name::Plain(name),
+            data: Cow::Owned(data),
         };
-        let fixed = |src: u32, data: Cow<'a, [u8]>| {
-            vec![Val {
-                origin: source::origin(src, 0),
-                name: Name::Plain(name),
-                data,
-            }]
+        let fixed = |src: u32, data: Cow<'a, [u8]>| Val {
+            origin: source::origin(src, 0),
+            name: Name::Plain(name),
+            data,
         };
         match name {
             "ARGS" => {
-                let mut v = from(&self.args_get, false, "ARGS", source::ARGS_GET);
-                v.extend(from(&self.args_post, false, "ARGS", source::ARGS_POST));
-                v
+                from(out, &self.args_get, false, "ARGS", source::ARGS_GET);
+                from(out, &self.args_post, false, "ARGS", source::ARGS_POST);
             }
             "ARGS_NAMES" => {
-                let mut v = from(&self.args_get, true, "ARGS_NAMES", source::ARGS_GET_NAMES);
-                v.extend(from(
+                from(
+                    out,
+                    &self.args_get,
+                    true,
+                    "ARGS_NAMES",
+                    source::ARGS_GET_NAMES,
+                );
+                from(
+                    out,
                     &self.args_post,
                     true,
                     "ARGS_NAMES",
                     source::ARGS_POST_NAMES,
-                ));
-                v
+                );
             }
-            "ARGS_GET" => from(&self.args_get, false, "ARGS_GET", source::ARGS_GET),
+            "ARGS_GET" => from(out, &self.args_get, false, "ARGS_GET", source::ARGS_GET),
             "ARGS_GET_NAMES" => from(
+                out,
                 &self.args_get,
                 true,
                 "ARGS_GET_NAMES",
                 source::ARGS_GET_NAMES,
             ),
-            "ARGS_POST" => from(&self.args_post, false, "ARGS_POST", source::ARGS_POST),
+            "ARGS_POST" => from(out, &self.args_post, false, "ARGS_POST", source::ARGS_POST),
             "ARGS_POST_NAMES" => from(
+                out,
                 &self.args_post,
                 true,
                 "ARGS_POST_NAMES",
@@ -1001,29 +1030,45 @@ impl Transaction {
                     .chain(&self.args_post.0)
                     .map(|(k, v)| k.len() + v.len())
                     .sum();
-                single(size.to_string().into_bytes())
+                out.push(single(size.to_string().into_bytes()));
             }
-            "REQUEST_HEADERS" => from(&self.headers, false, "REQUEST_HEADERS", source::HEADERS),
+            "REQUEST_HEADERS" => from(
+                out,
+                &self.headers,
+                false,
+                "REQUEST_HEADERS",
+                source::HEADERS,
+            ),
             "REQUEST_HEADERS_NAMES" => from(
+                out,
                 &self.headers,
                 true,
                 "REQUEST_HEADERS_NAMES",
                 source::HEADER_NAMES,
             ),
-            "REQUEST_COOKIES" => from(&self.cookies, false, "REQUEST_COOKIES", source::COOKIES),
+            "REQUEST_COOKIES" => from(
+                out,
+                &self.cookies,
+                false,
+                "REQUEST_COOKIES",
+                source::COOKIES,
+            ),
             "REQUEST_COOKIES_NAMES" => from(
+                out,
                 &self.cookies,
                 true,
                 "REQUEST_COOKIES_NAMES",
                 source::COOKIE_NAMES,
             ),
             "RESPONSE_HEADERS" => from(
+                out,
                 &self.response_headers,
                 false,
                 "RESPONSE_HEADERS",
                 source::RESPONSE_HEADERS,
             ),
             "RESPONSE_HEADERS_NAMES" => from(
+                out,
                 &self.response_headers,
                 true,
                 "RESPONSE_HEADERS_NAMES",
@@ -1043,30 +1088,34 @@ impl Transaction {
                     } else {
                         Cow::Borrowed(key)
                     };
-                    return self
-                        .tx
-                        .get_key_value(key.as_ref())
-                        .filter(|(k, _)| keep("TX", k))
-                        .map(tx_value)
-                        .into_iter()
-                        .collect();
+                    out.extend(
+                        self.tx
+                            .get_key_value(key.as_ref())
+                            .filter(|(k, _)| keep("TX", k))
+                            .map(tx_value),
+                    );
+                    return;
                 }
                 let mut tx: Vec<(&String, &Vec<u8>)> = self.tx.iter().collect();
                 tx.sort();
-                tx.into_iter()
-                    .filter(|(k, _)| key_matches(k) && keep("TX", k))
-                    .map(tx_value)
-                    .collect()
+                out.extend(
+                    tx.into_iter()
+                        .filter(|(k, _)| key_matches(k) && keep("TX", k))
+                        .map(tx_value),
+                );
             }
-            "REQUEST_METHOD" => fixed(source::METHOD, Cow::Borrowed(self.head.method.as_bytes())),
-            "REQUEST_PROTOCOL" => fixed(
+            "REQUEST_METHOD" => out.push(fixed(
+                source::METHOD,
+                Cow::Borrowed(self.head.method.as_bytes()),
+            )),
+            "REQUEST_PROTOCOL" => out.push(fixed(
                 source::PROTOCOL,
                 Cow::Borrowed(self.head.protocol.as_bytes()),
-            ),
+            )),
             "REQUEST_URI" | "REQUEST_URI_RAW" => {
-                fixed(source::URI, Cow::Borrowed(self.head.uri.as_bytes()))
+                out.push(fixed(source::URI, Cow::Borrowed(self.head.uri.as_bytes())))
             }
-            "REQUEST_LINE" => fixed(
+            "REQUEST_LINE" => out.push(fixed(
                 source::LINE,
                 Cow::Owned(
                     format!(
@@ -1075,19 +1124,19 @@ impl Transaction {
                     )
                     .into_bytes(),
                 ),
-            ),
-            "REQUEST_FILENAME" => fixed(
+            )),
+            "REQUEST_FILENAME" => out.push(fixed(
                 source::FILENAME,
                 Cow::Owned(path_of(&self.head.uri).into_bytes()),
-            ),
+            )),
             "REQUEST_BASENAME" => {
                 let path = path_of(&self.head.uri);
-                fixed(
+                out.push(fixed(
                     source::BASENAME,
                     Cow::Owned(path.rsplit('/').next().unwrap_or("").as_bytes().to_vec()),
-                )
+                ))
             }
-            "QUERY_STRING" => fixed(
+            "QUERY_STRING" => out.push(fixed(
                 source::QUERY,
                 Cow::Borrowed(
                     self.head
@@ -1095,125 +1144,122 @@ impl Transaction {
                         .split_once('?')
                         .map_or(&b""[..], |(_, q)| q.as_bytes()),
                 ),
-            ),
+            )),
             // An XML body is seen through XML (as in ModSecurity v2 and Coraza), not as raw text.
-            "REQUEST_BODY" if self.reqbody_processor.as_deref() == Some("XML") => Vec::new(),
-            "REQUEST_BODY" => fixed(source::BODY, Cow::Borrowed(&self.request_body)),
-            "REQUEST_BODY_LENGTH" => single(self.request_body.len().to_string().into_bytes()),
-            "REQBODY_PROCESSOR" => match &self.reqbody_processor {
-                Some(p) => single(p.clone().into_bytes()),
-                None => Vec::new(),
-            },
-            "REQBODY_ERROR" => single(if self.reqbody_error.is_some() {
+            "REQUEST_BODY" if self.reqbody_processor.as_deref() == Some("XML") => {}
+            "REQUEST_BODY" => out.push(fixed(source::BODY, Cow::Borrowed(&self.request_body))),
+            "REQUEST_BODY_LENGTH" => {
+                out.push(single(self.request_body.len().to_string().into_bytes()))
+            }
+            "REQBODY_PROCESSOR" => out.extend(
+                self.reqbody_processor
+                    .as_ref()
+                    .map(|p| single(p.clone().into_bytes())),
+            ),
+            "REQBODY_ERROR" => out.push(single(if self.reqbody_error.is_some() {
                 b"1".to_vec()
             } else {
                 b"0".to_vec()
-            }),
-            "REQBODY_ERROR_MSG" => {
-                single(self.reqbody_error.clone().unwrap_or_default().into_bytes())
-            }
-            "REMOTE_ADDR" => single(self.head.remote_addr.to_string().into_bytes()),
-            "REMOTE_PORT" => single(self.head.remote_port.to_string().into_bytes()),
-            "UNIQUE_ID" => single(self.head.unique_id.clone().into_bytes()),
-            "RESPONSE_STATUS" => match self.response_status {
-                Some(s) => single(s.to_string().into_bytes()),
-                None => Vec::new(),
-            },
-            "RESPONSE_BODY" => fixed(source::RESPONSE_BODY, Cow::Borrowed(&self.response_body)),
-            "MATCHED_VAR" => self
-                .matched_var
-                .as_ref()
-                .map(|v| single(v.data.clone()))
-                .unwrap_or_default(),
-            "MATCHED_VAR_NAME" => self
-                .matched_var
-                .as_ref()
-                .map(|v| single(v.name.clone().into_bytes()))
-                .unwrap_or_default(),
-            "MATCHED_VARS" => self
-                .matched_vars
-                .iter()
-                .filter(|v| key_matches(&v.name))
-                .map(|v| Val {
-                    origin: None,
-                    name: Name::Keyed("MATCHED_VARS", &v.name),
-                    data: Cow::Borrowed(v.data.as_slice()),
-                })
-                .collect(),
-            "MATCHED_VARS_NAMES" => self
-                .matched_vars
-                .iter()
-                .map(|v| Val {
-                    origin: None,
-                    name: Name::Keyed("MATCHED_VARS_NAMES", &v.name),
-                    data: Cow::Borrowed(v.name.as_bytes()),
-                })
-                .collect(),
+            })),
+            "REQBODY_ERROR_MSG" => out.push(single(
+                self.reqbody_error.clone().unwrap_or_default().into_bytes(),
+            )),
+            "REMOTE_ADDR" => out.push(single(self.head.remote_addr.to_string().into_bytes())),
+            "REMOTE_PORT" => out.push(single(self.head.remote_port.to_string().into_bytes())),
+            "UNIQUE_ID" => out.push(single(self.head.unique_id.clone().into_bytes())),
+            "RESPONSE_STATUS" => out.extend(
+                self.response_status
+                    .map(|s| single(s.to_string().into_bytes())),
+            ),
+            "RESPONSE_BODY" => out.push(fixed(
+                source::RESPONSE_BODY,
+                Cow::Borrowed(&self.response_body),
+            )),
+            "MATCHED_VAR" => out.extend(self.matched_var.as_ref().map(|v| single(v.data.clone()))),
+            "MATCHED_VAR_NAME" => out.extend(
+                self.matched_var
+                    .as_ref()
+                    .map(|v| single(v.name.clone().into_bytes())),
+            ),
+            "MATCHED_VARS" => out.extend(
+                self.matched_vars
+                    .iter()
+                    .filter(|v| key_matches(&v.name))
+                    .map(|v| Val {
+                        origin: None,
+                        name: Name::Keyed("MATCHED_VARS", &v.name),
+                        data: Cow::Borrowed(v.data.as_slice()),
+                    }),
+            ),
+            "MATCHED_VARS_NAMES" => out.extend(self.matched_vars.iter().map(|v| Val {
+                origin: None,
+                name: Name::Keyed("MATCHED_VARS_NAMES", &v.name),
+                data: Cow::Borrowed(v.name.as_bytes()),
+            })),
             "XML" => {
                 let Some(doc) = &self.xml else {
-                    return Vec::new();
+                    return;
                 };
                 match &spec.key {
-                    Some(VariableKey::Name(path)) if path.contains('@') => doc
-                        .attributes
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, v))| Val {
+                    Some(VariableKey::Name(path)) if path.contains('@') => {
+                        out.extend(doc.attributes.iter().enumerate().map(|(i, (_, v))| Val {
                             origin: source::origin(source::XML_ATTRIBUTES, i),
                             name: Name::Keyed("XML", path),
                             data: Cow::Borrowed(v.as_slice()),
-                        })
-                        .collect(),
-                    Some(VariableKey::Name(path)) => vec![Val {
+                        }))
+                    }
+                    Some(VariableKey::Name(path)) => out.push(Val {
                         origin: source::origin(source::XML_TEXT, 0),
                         name: Name::Keyed("XML", path),
                         data: Cow::Borrowed(doc.text.as_slice()),
-                    }],
-                    _ => single(doc.text.clone()),
+                    }),
+                    _ => out.push(single(doc.text.clone())),
                 }
             }
             "FILES" | "FILES_NAMES" | "FILES_SIZES" => {
                 let Some(m) = &self.multipart else {
-                    return Vec::new();
+                    return;
                 };
-                m.files
-                    .iter()
-                    .filter(|(field, _, _)| key_matches(field) && keep(name, field))
-                    .map(|(field, file, size)| Val {
-                        origin: None,
-                        name: Name::Keyed(name, field),
-                        data: match name {
-                            "FILES" => Cow::Borrowed(file.as_bytes()),
-                            "FILES_NAMES" => Cow::Borrowed(field.as_bytes()),
-                            _ => Cow::Owned(size.to_string().into_bytes()),
-                        },
-                    })
-                    .collect()
+                out.extend(
+                    m.files
+                        .iter()
+                        .filter(|(field, _, _)| key_matches(field) && keep(name, field))
+                        .map(|(field, file, size)| Val {
+                            origin: None,
+                            name: Name::Keyed(name, field),
+                            data: match name {
+                                "FILES" => Cow::Borrowed(file.as_bytes()),
+                                "FILES_NAMES" => Cow::Borrowed(field.as_bytes()),
+                                _ => Cow::Owned(size.to_string().into_bytes()),
+                            },
+                        }),
+                )
             }
             "FILES_COMBINED_SIZE" => {
                 let total: usize = self
                     .multipart
                     .as_ref()
                     .map_or(0, |m| m.files.iter().map(|f| f.2).sum());
-                single(total.to_string().into_bytes())
+                out.push(single(total.to_string().into_bytes()));
             }
             "MULTIPART_PART_HEADERS" => {
                 let Some(m) = &self.multipart else {
-                    return Vec::new();
+                    return;
                 };
-                m.part_headers
-                    .iter()
-                    .filter(|(field, _)| key_matches(field) && keep(name, field))
-                    .map(|(field, line)| Val {
-                        origin: None,
-                        name: Name::Keyed("MULTIPART_PART_HEADERS", field),
-                        data: Cow::Borrowed(line.as_slice()),
-                    })
-                    .collect()
+                out.extend(
+                    m.part_headers
+                        .iter()
+                        .filter(|(field, _)| key_matches(field) && keep(name, field))
+                        .map(|(field, line)| Val {
+                            origin: None,
+                            name: Name::Keyed("MULTIPART_PART_HEADERS", field),
+                            data: Cow::Borrowed(line.as_slice()),
+                        }),
+                )
             }
             flag if flag.starts_with("MULTIPART_") => {
                 let Some(m) = &self.multipart else {
-                    return Vec::new();
+                    return;
                 };
                 let on = match flag {
                     "MULTIPART_STRICT_ERROR" => m.strict_error(),
@@ -1228,10 +1274,10 @@ impl Transaction {
                     "MULTIPART_BOUNDARY_WHITESPACE" => m.boundary_whitespace,
                     _ => false,
                 };
-                single(if on { b"1".to_vec() } else { b"0".to_vec() })
+                out.push(single(if on { b"1".to_vec() } else { b"0".to_vec() }));
             }
             // Not collected (persistent collections and the like): no values.
-            _ => Vec::new(),
+            _ => {}
         }
     }
 
@@ -1278,7 +1324,9 @@ impl Transaction {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default();
         }
-        self.values_of(&spec, &[])
+        let mut values = Vec::new();
+        self.values_of(&spec, &[], &mut values);
+        values
             .first()
             .map(|v| String::from_utf8_lossy(&v.data).into_owned())
             .unwrap_or_default()

@@ -54,7 +54,7 @@ enum Text {
 #[derive(Debug)]
 enum Kind {
     /// A regex and its literal prefilter, if it has one.
-    Rx(Regex, Option<Box<AhoCorasick>>),
+    Rx(Regex, Option<Box<crate::prefilter::Prefilter>>),
     /// A pattern holding macros, compiled per evaluation.
     RxMacro(String, MacroRegexes),
     /// A pattern with look-around, which `regex` does not have: backtracking with a step
@@ -186,7 +186,37 @@ impl CompiledOperator {
     /// As [`eval`](Self::eval); regex capture groups are collected only when `captures` is
     /// set (the rule has the `capture` action), which saves their allocation otherwise.
     pub fn eval_with(&self, value: &[u8], macros: &dyn Expand, captures: bool) -> Option<OpMatch> {
-        let found = self.eval_plain(value, macros, captures && !self.negated);
+        self.eval_checked(value, macros, captures, false)
+    }
+
+    /// The required strings of a (not negated) `@rx` whose prefilter may be merged with other
+    /// rules' (see [`crate::prefilter::MergedPrefilter`]).
+    pub fn mergeable_prefilter(&self) -> Option<&[Vec<u8>]> {
+        match &self.kind {
+            Kind::Rx(_, Some(prefilter)) if !self.negated => Some(prefilter.literals()),
+            _ => None,
+        }
+    }
+
+    /// As [`eval_with`](Self::eval_with), for a value already known to pass the operator's
+    /// own prefilter (through a merged one).
+    pub fn eval_prefiltered(
+        &self,
+        value: &[u8],
+        macros: &dyn Expand,
+        captures: bool,
+    ) -> Option<OpMatch> {
+        self.eval_checked(value, macros, captures, true)
+    }
+
+    fn eval_checked(
+        &self,
+        value: &[u8],
+        macros: &dyn Expand,
+        captures: bool,
+        prefiltered: bool,
+    ) -> Option<OpMatch> {
+        let found = self.eval_plain(value, macros, captures && !self.negated, prefiltered);
         match (found, self.negated) {
             (Some(m), false) => Some(m),
             (None, true) => Some(OpMatch {
@@ -197,14 +227,20 @@ impl CompiledOperator {
         }
     }
 
-    fn eval_plain(&self, value: &[u8], macros: &dyn Expand, captures: bool) -> Option<OpMatch> {
+    fn eval_plain(
+        &self,
+        value: &[u8],
+        macros: &dyn Expand,
+        captures: bool,
+        prefiltered: bool,
+    ) -> Option<OpMatch> {
         let whole = || OpMatch {
             matched: value.to_vec(),
             captures: Vec::new(),
         };
         match &self.kind {
             // None of the strings every match holds: the regex cannot match.
-            Kind::Rx(_, Some(prefilter)) if !prefilter.is_match(value) => None,
+            Kind::Rx(_, Some(prefilter)) if !prefiltered && !prefilter.is_match(value) => None,
             Kind::Rx(re, _) if captures => regex_match(re, value),
             Kind::Rx(re, _) if self.negated => re.is_match(value).then(OpMatch::default),
             Kind::Rx(re, _) => re.find(value).map(|m| OpMatch {

@@ -223,9 +223,10 @@ fn minimal(mut set: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     kept
 }
 
-/// The prefilter of a pattern (in the `regex` crate's byte syntax, as
-/// [`crate::operator::compile_regex`] builds it), or `None` when nothing useful is required.
-pub fn for_pattern(pattern: &str) -> Option<AhoCorasick> {
+/// The strings (lower-cased) one of which every match of a pattern holds, or `None` when
+/// nothing useful is required. The pattern is in the `regex` crate's byte syntax, as
+/// [`crate::operator::compile_regex`] builds it.
+pub fn literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
         .utf8(false)
@@ -234,12 +235,138 @@ pub fn for_pattern(pattern: &str) -> Option<AhoCorasick> {
         .build()
         .parse(pattern)
         .ok()?;
-    let set = minimal(lits(&hir).best()?.clone());
-    AhoCorasickBuilder::new()
+    Some(minimal(lits(&hir).best()?.clone()))
+}
+
+/// A regex's prefilter: its required strings and one automaton over them.
+#[derive(Debug)]
+pub struct Prefilter {
+    automaton: AhoCorasick,
+    literals: Vec<Vec<u8>>,
+}
+
+impl Prefilter {
+    /// Whether `haystack` holds one of the strings (ignoring ASCII case).
+    pub fn is_match(&self, haystack: &[u8]) -> bool {
+        self.automaton.is_match(haystack)
+    }
+
+    pub fn literals(&self) -> &[Vec<u8>] {
+        &self.literals
+    }
+}
+
+/// The prefilter of a pattern (see [`literals`]).
+pub fn for_pattern(pattern: &str) -> Option<Prefilter> {
+    let literals = literals(pattern)?;
+    let automaton = AhoCorasickBuilder::new()
         .ascii_case_insensitive(true)
         .match_kind(MatchKind::LeftmostFirst)
-        .build(&set)
-        .ok()
+        .build(&literals)
+        .ok()?;
+    Some(Prefilter {
+        automaton,
+        literals,
+    })
+}
+
+/// Which of a group's prefilters a value passes: bit `i` for the group's `i`-th one.
+pub type Passed = smallvec::SmallVec<[u64; 4]>;
+
+/// The prefilters of many rules that see values through the same transformations, merged
+/// into one automaton: one scan of a value tells every rule of the group whether its regex
+/// can match, instead of one scan per rule.
+#[derive(Debug)]
+pub struct MergedPrefilter {
+    /// Walked byte by byte: the search iterators cost more per match than a whole walk, and
+    /// benign text holds many short required strings.
+    automaton: aho_corasick::dfa::DFA,
+    /// The members (bits) each string of the automaton stands for.
+    owners: Vec<Vec<u32>>,
+    members: usize,
+}
+
+impl MergedPrefilter {
+    /// Merges the string sets of `members` prefilters (member `i` gets bit `i`).
+    pub fn build<'a>(members: impl IntoIterator<Item = &'a [Vec<u8>]>) -> Option<MergedPrefilter> {
+        let mut strings: Vec<Vec<u8>> = Vec::new();
+        let mut owners: Vec<Vec<u32>> = Vec::new();
+        let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+        let mut count = 0;
+        for (member, set) in members.into_iter().enumerate() {
+            count += 1;
+            for literal in set {
+                let literal = literal.to_ascii_lowercase();
+                let at = *index.entry(literal.clone()).or_insert_with(|| {
+                    strings.push(literal);
+                    owners.push(Vec::new());
+                    strings.len() - 1
+                });
+                owners[at].push(u32::try_from(member).ok()?);
+            }
+        }
+        // A full DFA: one table lookup per byte (its memory is bounded by the rule set, not
+        // by traffic).
+        let automaton = aho_corasick::dfa::DFA::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&strings)
+            .ok()?;
+        Some(MergedPrefilter {
+            automaton,
+            owners,
+            members: count,
+        })
+    }
+
+    /// The members whose prefilter `haystack` passes.
+    pub fn scan(&self, haystack: &[u8]) -> Passed {
+        use aho_corasick::Anchored;
+        use aho_corasick::automaton::Automaton;
+        let words = self.members.div_ceil(64);
+        let dfa = &self.automaton;
+        let Ok(mut state) = dfa.start_state(Anchored::No) else {
+            // Cannot happen for an unanchored automaton; if it did, every member passes.
+            return smallvec::smallvec![u64::MAX; words];
+        };
+        let mut passed: Passed = smallvec::smallvec![0; words];
+        let mut left = self.members;
+        for &byte in haystack {
+            state = dfa.next_state(Anchored::No, state, byte);
+            if !dfa.is_special(state) {
+                continue;
+            }
+            if dfa.is_dead(state) {
+                break;
+            }
+            // Special states also include the start state, which holds no match.
+            if !dfa.is_match(state) {
+                continue;
+            }
+            // Every string ending here (Standard semantics keeps the shorter ones too).
+            for index in 0..dfa.match_len(state) {
+                let pattern = dfa.match_pattern(state, index);
+                for &member in &self.owners[pattern.as_usize()] {
+                    let (word, bit) = (member as usize / 64, 1u64 << (member % 64));
+                    if passed[word] & bit == 0 {
+                        passed[word] |= bit;
+                        left -= 1;
+                    }
+                }
+            }
+            if left == 0 {
+                break;
+            }
+        }
+        passed
+    }
+}
+
+/// Whether member `member` passed, in a [`MergedPrefilter::scan`] result.
+pub fn passed(passed: &Passed, member: u32) -> bool {
+    passed
+        .get(member as usize / 64)
+        .is_some_and(|w| w & 1u64 << (member % 64) != 0)
 }
 
 /// The strings a pattern's prefilter looks for (for tests and diagnostics).
@@ -314,6 +441,30 @@ mod tests {
                 && re.is_match(text.as_bytes())
             {
                 prop_assert!(ac.is_match(text.as_bytes()), "{pattern:?} on {text:?}");
+            }
+        }
+    }
+
+    proptest! {
+        /// A merged prefilter passes a member exactly when that member's own prefilter would.
+        #[test]
+        fn merged_prefilters_agree_with_each_member(
+            sets in prop::collection::vec(prop::collection::vec("[abAB<(]{1,3}", 1..4), 1..80),
+            text in "[abcAB<( ]{0,24}",
+        ) {
+            let sets: Vec<Vec<Vec<u8>>> = sets
+                .iter()
+                .map(|set| set.iter().map(|s| s.as_bytes().to_vec()).collect())
+                .collect();
+            let merged = MergedPrefilter::build(sets.iter().map(Vec::as_slice)).unwrap();
+            let passes = merged.scan(text.as_bytes());
+            for (member, set) in sets.iter().enumerate() {
+                let own = AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .build(set)
+                    .unwrap()
+                    .is_match(text.as_bytes());
+                prop_assert_eq!(passed(&passes, member as u32), own, "member {}", member);
             }
         }
     }

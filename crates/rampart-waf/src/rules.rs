@@ -191,6 +191,36 @@ pub struct Rule {
     pub operator: Option<CompiledOperator>,
     pub actions: RuleActions,
     pub chained: Option<Box<Rule>>,
+    /// Where this link's `@rx` prefilter sits in a merged one ([`RuleSet::prefilters`]).
+    pub merged_prefilter: Option<PrefilterSlot>,
+}
+
+/// A member of a [`crate::prefilter::MergedPrefilter`]: which one, and which bit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefilterSlot {
+    pub group: u32,
+    pub member: u32,
+}
+
+/// The transformations a link applies: the phase's default ones, then its own, unless it
+/// resets them (`t:none`).
+pub fn effective_transforms<'r>(
+    defaults: &HashMap<u8, RuleActions>,
+    phase: u8,
+    link: &'r Rule,
+) -> std::borrow::Cow<'r, [Transform]> {
+    use std::borrow::Cow;
+    if link.actions.transforms_reset {
+        return Cow::Borrowed(&link.actions.transforms);
+    }
+    match defaults.get(&phase) {
+        Some(d) if !d.transforms.is_empty() => {
+            let mut chain = d.transforms.clone();
+            chain.extend(link.actions.transforms.iter().copied());
+            Cow::Owned(chain)
+        }
+        _ => Cow::Borrowed(&link.actions.transforms),
+    }
 }
 
 impl Rule {
@@ -217,6 +247,9 @@ pub struct RuleSet {
     pub phases: [Vec<Entry>; 5],
     /// The default actions per phase (`SecDefaultAction`).
     pub defaults: HashMap<u8, RuleActions>,
+    /// Merged prefilters, one per transformation chain that `@rx` rules use (not for
+    /// `multiMatch` links, which test every step's value).
+    pub prefilters: Vec<crate::prefilter::MergedPrefilter>,
 }
 
 impl RuleSet {
@@ -639,6 +672,7 @@ impl Builder<'_> {
             operator,
             actions,
             chained: None,
+            merged_prefilter: None,
         };
         match self.open_chain {
             Some(head) => {
@@ -685,11 +719,13 @@ impl Builder<'_> {
     fn finish(self) -> Result<RuleSet, ParseError> {
         let mut set = self.set;
         let mut slots: Vec<Option<Rule>> = self.rules.into_iter().map(Some).collect();
+        let mut groups = PrefilterGroups::default();
         // A marker belongs to every phase (skipAfter looks for it in the current one).
         for placed in self.order {
             match placed {
                 Placed::Rule(i) => {
-                    if let Some(rule) = slots[i].take() {
+                    if let Some(mut rule) = slots[i].take() {
+                        groups.place(&set.defaults, &mut rule);
                         let phase = usize::from(rule.phase()) - 1;
                         set.phases[phase].push(Entry::Rule(Arc::new(rule)));
                     }
@@ -701,7 +737,57 @@ impl Builder<'_> {
                 }
             }
         }
+        set.prefilters = groups.build();
         Ok(set)
+    }
+}
+
+/// The `@rx` prefilters of all links, grouped by the transformation chain they see values
+/// through.
+#[derive(Default)]
+struct PrefilterGroups {
+    by_chain: HashMap<u128, usize>,
+    members: Vec<Vec<Vec<Vec<u8>>>>,
+}
+
+impl PrefilterGroups {
+    /// Gives every link of `rule`'s chain whose prefilter can be merged its slot.
+    fn place(&mut self, defaults: &HashMap<u8, RuleActions>, rule: &mut Rule) {
+        let phase = rule.phase();
+        let mut link = Some(rule);
+        while let Some(current) = link {
+            if !current.actions.multi_match
+                && let Some(literals) = current
+                    .operator
+                    .as_ref()
+                    .and_then(|op| op.mergeable_prefilter())
+                && let Some(key) =
+                    crate::transform::chain_key(&effective_transforms(defaults, phase, current))
+            {
+                let group = *self.by_chain.entry(key).or_insert_with(|| {
+                    self.members.push(Vec::new());
+                    self.members.len() - 1
+                });
+                let members = &mut self.members[group];
+                if let (Ok(group), Ok(member)) =
+                    (u32::try_from(group), u32::try_from(members.len()))
+                {
+                    members.push(literals.to_vec());
+                    current.merged_prefilter = Some(PrefilterSlot { group, member });
+                }
+            }
+            link = current.chained.as_deref_mut();
+        }
+    }
+
+    fn build(self) -> Vec<crate::prefilter::MergedPrefilter> {
+        self.members
+            .iter()
+            .map(|members| {
+                crate::prefilter::MergedPrefilter::build(members.iter().map(Vec::as_slice))
+                    .expect("prefilter strings already built one automaton each")
+            })
+            .collect()
     }
 }
 

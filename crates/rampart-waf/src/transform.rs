@@ -125,8 +125,53 @@ impl Transform {
         }
     }
 
+    /// Whether the input surely comes out unchanged, known from a quick scan for the bytes the
+    /// transformation acts on (most values of benign requests hold none). `false` means
+    /// "perhaps changed": the transformation then runs in full.
+    fn leaves_unchanged(self, input: &[u8]) -> bool {
+        use Transform::*;
+        match self {
+            UrlDecode | UrlDecodeUni => memchr::memchr2(b'%', b'+', input).is_none(),
+            HtmlEntityDecode => memchr::memchr(b'&', input).is_none(),
+            JsDecode | CssDecode | EscapeSeqDecode => memchr::memchr(b'\\', input).is_none(),
+            Lowercase => !input.iter().any(u8::is_ascii_uppercase),
+            Uppercase => !input.iter().any(u8::is_ascii_lowercase),
+            RemoveNulls | ReplaceNulls => memchr::memchr(0, input).is_none(),
+            RemoveWhitespace => !input.iter().any(|&b| is_space(b) || b == 0xa0),
+            CompressWhitespace => {
+                let mut previous_space = false;
+                input.iter().all(|&b| {
+                    let space = is_space(b) || b == 0xa0;
+                    let kept = !space || (b == b' ' && !previous_space);
+                    previous_space = space;
+                    kept
+                })
+            }
+            ReplaceComments => memchr::memchr(b'/', input).is_none(),
+            RemoveComments => memchr::memchr3(b'/', b'-', b'#', input).is_none(),
+            RemoveCommentsChar => {
+                memchr::memchr3(b'/', b'-', b'#', input).is_none()
+                    && memchr::memchr(b'*', input).is_none()
+            }
+            Utf8ToUnicode => input.is_ascii(),
+            Trim | TrimLeft | TrimRight => {
+                !input.first().is_some_and(|&b| is_space(b))
+                    && !input.last().is_some_and(|&b| is_space(b))
+            }
+            _ => false,
+        }
+    }
+
     /// Applies the transformation; `None` when the input comes out unchanged.
     pub fn apply(self, input: &[u8]) -> Option<Vec<u8>> {
+        if self.leaves_unchanged(input) {
+            return None;
+        }
+        self.apply_in_full(input)
+    }
+
+    /// Applies the transformation without the quick scan.
+    fn apply_in_full(self, input: &[u8]) -> Option<Vec<u8>> {
         use Transform::*;
         let out = match self {
             Base64Decode => base64_decode(input, false),
@@ -170,6 +215,18 @@ impl Transform {
         };
         (out != input).then_some(out)
     }
+}
+
+/// A transformation chain as a cache key: five bits per step, chains of up to 25 steps.
+pub fn chain_key(chain: &[Transform]) -> Option<u128> {
+    if chain.len() > 25 {
+        return None;
+    }
+    Some(
+        chain
+            .iter()
+            .fold(1u128, |key, t| key << 5 | u128::from(t.index() as u8)),
+    )
 }
 
 /// Applies a chain of transformations in order.
@@ -783,6 +840,50 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const ALL: [Transform; 31] = {
+        use Transform::*;
+        [
+            Base64Decode,
+            Base64DecodeExt,
+            CmdLine,
+            CompressWhitespace,
+            CssDecode,
+            EscapeSeqDecode,
+            HexDecode,
+            HexEncode,
+            HtmlEntityDecode,
+            JsDecode,
+            Length,
+            Lowercase,
+            Md5,
+            NormalizePath,
+            NormalizePathWin,
+            RemoveComments,
+            RemoveCommentsChar,
+            RemoveNulls,
+            RemoveWhitespace,
+            ReplaceComments,
+            ReplaceNulls,
+            Sha1,
+            SqlHexDecode,
+            Trim,
+            TrimLeft,
+            TrimRight,
+            Uppercase,
+            UrlDecode,
+            UrlDecodeUni,
+            UrlEncode,
+            Utf8ToUnicode,
+        ]
+    };
+
+    #[test]
+    fn every_transformation_is_listed_in_index_order() {
+        for (i, t) in ALL.iter().enumerate() {
+            assert_eq!(t.index(), i, "{}", t.name());
+        }
+    }
+
     fn t(name: &str, input: &[u8]) -> Vec<u8> {
         let transform = Transform::parse(name).unwrap_or_else(|| panic!("{name}"));
         transform.apply(input).unwrap_or_else(|| input.to_vec())
@@ -917,6 +1018,19 @@ mod tests {
                 "trimRight", "uppercase", "urlDecode", "urlDecodeUni", "urlEncode",
                 "utf8toUnicode"] {
                 let _ = t(name, &input);
+            }
+        }
+
+        /// The quick scan never claims "unchanged" for an input the transformation changes.
+        #[test]
+        fn quick_scan_agrees_with_the_transformation(
+            input in prop::collection::vec(prop::sample::select(
+                b"aZ09 \t\n\r\x0b\x0c\xa0\x00%+&#;\\/*-'\"^,.()xXuU\xc3\xa9\xff".to_vec()), 0..24)
+        ) {
+            for transform in ALL {
+                if transform.leaves_unchanged(&input) {
+                    prop_assert_eq!(transform.apply_in_full(&input), None, "{}", transform.name());
+                }
             }
         }
 
