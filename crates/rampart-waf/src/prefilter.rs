@@ -9,7 +9,7 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 /// Most alternatives a set may hold while it is built.
 const MAX_SET: usize = 64;
 /// A class with more distinct (lower-cased) bytes than this is not enumerated.
-const MAX_CLASS: usize = 4;
+const MAX_CLASS: usize = 10;
 
 /// What a piece of a pattern tells about the texts it matches.
 #[derive(Default, Clone)]
@@ -409,7 +409,11 @@ mod tests {
         assert_eq!(req("a|b*"), None, "one branch can be empty");
         assert_eq!(req(".*"), None);
         assert_eq!(req("x?y?"), None);
-        assert_eq!(req("[0-9]+"), None);
+        assert_eq!(req("[a-z]+"), None, "too many bytes to be worth a scan");
+        assert_eq!(
+            req("[;|&`]+x?"),
+            Some(vec!["&".into(), ";".into(), "`".into(), "|".into()])
+        );
         assert_eq!(req("(?:ab|cd)ef"), Some(vec!["abef".into(), "cdef".into()]));
         assert_eq!(
             req("on(?:load|error)="),
