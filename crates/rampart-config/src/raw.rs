@@ -385,6 +385,10 @@ pub struct RawRetries {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawObservability {
     pub metrics_address: Option<String>,
+    pub query_address: Option<String>,
+    pub remote_write_receiver: Option<bool>,
+    pub tsdb_admin_api: Option<bool>,
+    pub tsdb_max_series: Option<i64>,
     pub access_log: Option<String>,
     pub security_log: Option<String>,
     pub log_format: Option<String>,

@@ -424,9 +424,24 @@ pub enum LogFormat {
     Text,
 }
 
+/// Where and what the TSDB's Prometheus HTTP API serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryApi {
+    /// A loopback address: the API has no authentication of its own.
+    pub address: SocketAddr,
+    /// `POST /api/v1/write` (Prometheus remote write) accepted.
+    pub remote_write_receiver: bool,
+    /// `/api/v1/admin/tsdb/*` (series deletion) served.
+    pub admin_api: bool,
+    /// Most series the head holds; samples of further series are refused.
+    pub max_series: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Observability {
     pub metrics_address: Option<SocketAddr>,
+    /// The embedded TSDB's Prometheus HTTP API (`/api/v1/query`, …), when served.
+    pub query: Option<QueryApi>,
     pub access_log: AccessLog,
     /// One JSON line per security event and decision (firewall, intrusion prevention).
     pub security_log: AccessLog,

@@ -457,6 +457,14 @@ fn build(ctx: &mut Ctx<'_>, raw: RawConfig, base: &Path, origin: &str, text: &st
             "the metrics listener".into(),
         );
     }
+    if let Some(q) = &observability.query {
+        claim(
+            ctx,
+            root.key("observability").key("query_address"),
+            q.address,
+            "the query API".into(),
+        );
+    }
     if let Some(a) = &admin {
         claim(
             ctx,
@@ -1666,8 +1674,52 @@ fn build_observability(ctx: &mut Ctx<'_>, raw: RawObservability) -> Observabilit
         LogFormat::Json,
         &[("json", LogFormat::Json), ("text", LogFormat::Text)],
     );
+    let query_address = raw
+        .query_address
+        .as_ref()
+        .and_then(|_| parse_socket_addr(ctx, &path.key("query_address"), &raw.query_address, None));
+    if let Some(addr) = query_address
+        && !addr.ip().is_loopback()
+    {
+        ctx.error(
+            &path.key("query_address"),
+            format!(
+                "{addr} is not a loopback address; the query API has no authentication of its own"
+            ),
+        );
+    }
+    if query_address.is_none() {
+        for key in ["remote_write_receiver", "tsdb_admin_api", "tsdb_max_series"] {
+            let set = match key {
+                "remote_write_receiver" => raw.remote_write_receiver.is_some(),
+                "tsdb_admin_api" => raw.tsdb_admin_api.is_some(),
+                _ => raw.tsdb_max_series.is_some(),
+            };
+            if set {
+                ctx.error(&path.key(key), "needs observability.query_address");
+            }
+        }
+    }
+    let max_series = match raw.tsdb_max_series {
+        None => 1_000_000,
+        Some(n) if (1..=100_000_000).contains(&n) => n as usize,
+        Some(n) => {
+            ctx.error(
+                &path.key("tsdb_max_series"),
+                format!("{n} is out of range (1 to 100000000)"),
+            );
+            1_000_000
+        }
+    };
+    let query = query_address.map(|address| QueryApi {
+        address,
+        remote_write_receiver: raw.remote_write_receiver.unwrap_or(false),
+        admin_api: raw.tsdb_admin_api.unwrap_or(false),
+        max_series,
+    });
     Observability {
         metrics_address,
+        query,
         access_log,
         security_log,
         log_format,

@@ -163,3 +163,28 @@ fn upgrade_socket_paths_are_checked() {
     let errors = load(&with(&long)).unwrap_err().to_string();
     assert!(errors.contains("at most 107"), "{errors}");
 }
+
+#[test]
+fn the_query_api_is_loopback_only_and_its_switches_need_it() {
+    let with = |extra: &str| load(&format!("{GOOD}\n[observability]\n{extra}"));
+    let ok =
+        with("query_address = \"127.0.0.1:9095\"\nremote_write_receiver = true\n").expect("valid");
+    let q = ok.observability.query.expect("query API");
+    assert!(q.remote_write_receiver && !q.admin_api);
+    let e = with("query_address = \"0.0.0.0:9095\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("observability.query_address") && e.contains("not a loopback address"),
+        "{e}"
+    );
+    let e = with("tsdb_admin_api = true\n").unwrap_err().to_string();
+    assert!(
+        e.contains("observability.tsdb_admin_api: needs observability.query_address"),
+        "{e}"
+    );
+    let e = with("query_address = \"127.0.0.1:9095\"\ntsdb_max_series = 0\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tsdb_max_series"), "{e}");
+}

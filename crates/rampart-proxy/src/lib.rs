@@ -269,6 +269,8 @@ pub enum SocketKind {
     Listener,
     Admin,
     Metrics,
+    /// The embedded TSDB's Prometheus HTTP API.
+    Query,
 }
 
 /// A listening socket this process did not bind: from systemd socket activation (no role)

@@ -274,6 +274,7 @@ async fn serve(
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let admin = snapshot.admin.clone();
+    let query_api = snapshot.observability.query.clone();
     let grace = snapshot.runtime.shutdown_grace;
     let upgrade_socket = snapshot.runtime.upgrade_socket.clone();
     // Taking over: the running process's sockets, received before anything binds.
@@ -326,7 +327,30 @@ async fn serve(
             admin.token.clone(),
         )));
     }
-    proxy.close_unused_inherited(&[SocketKind::Admin, SocketKind::Metrics]);
+    let mut query_task = None;
+    if let Some(q) = query_api {
+        let listener = proxy
+            .service_socket(SocketKind::Query, q.address)
+            .with_context(|| format!("cannot listen on {} for the query API", q.address))?;
+        tracing::info!(address = %q.address, remote_write = q.remote_write_receiver, admin = q.admin_api, "query API listening");
+        let api = rampart_tsdb::api::Api {
+            head: Arc::new(rampart_tsdb::Head::new(q.max_series)),
+            limits: rampart_tsdb::remote_write::Limits {
+                max_body: 16 << 20,
+                max_decoded: 32 << 20,
+                max_series: 200_000,
+                ..Default::default()
+            },
+            remote_write: q.remote_write_receiver,
+            admin: q.admin_api,
+        };
+        query_task = Some(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, rampart_tsdb::api::router(api)).await {
+                tracing::error!(error = %e, "query API stopped");
+            }
+        }));
+    }
+    proxy.close_unused_inherited(&[SocketKind::Admin, SocketKind::Metrics, SocketKind::Query]);
     if let Some(addr) = proxy.metrics_addr() {
         tracing::info!(address = %addr, "metrics listening");
     }
@@ -387,6 +411,9 @@ async fn serve(
         }
     }
     if let Some(task) = admin_task {
+        task.abort();
+    }
+    if let Some(task) = query_task {
         task.abort();
     }
     tracing::info!(grace = ?grace, "shutting down: no new connections, finishing in-flight requests");
