@@ -26,6 +26,9 @@ pub enum QueryError {
     Parse(String),
     #[error("{0}")]
     Execution(String),
+    /// The query's time range or step cannot be evaluated.
+    #[error("{0}")]
+    Parameter(String),
 }
 
 fn fail<T>(message: impl Into<String>) -> Result<T, QueryError> {
@@ -136,17 +139,21 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
     /// labels. A scalar query gives one series without labels.
     pub fn range(&self, query: &str, start: i64, end: i64, step: i64) -> Result<Value, QueryError> {
         if step <= 0 {
-            return fail(
-                "zero or negative query resolution step widths are not accepted. Try a positive integer",
-            );
+            return Err(QueryError::Parameter(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
         }
         if end < start {
-            return fail("end timestamp must not be before start time");
+            return Err(QueryError::Parameter(
+                "end timestamp must not be before start time".into(),
+            ));
         }
         if (end - start) / step > MAX_POINTS_PER_SERIES {
-            return fail(
-                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
-            );
+            return Err(QueryError::Parameter(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+                    .into(),
+            ));
         }
         self.begin(query);
         let expr = Self::parse(query)?;

@@ -221,6 +221,7 @@ fn query_error(e: QueryError) -> Response {
             format!("invalid parameter \"query\": parse error: {m}"),
         ),
         QueryError::Execution(m) => error(StatusCode::UNPROCESSABLE_ENTITY, "execution", m),
+        QueryError::Parameter(m) => error(StatusCode::BAD_REQUEST, "bad_data", m),
     }
 }
 
@@ -249,17 +250,26 @@ async fn query(
         }
     };
     let q = q.to_string();
+    evaluate(&api, t, move |engine| engine.instant(&q, t)).await
+}
+
+/// Runs a query off the async threads and answers with its result and warnings; `t` is the
+/// time a scalar or string result is reported at.
+async fn evaluate(
+    api: &Api,
+    t: i64,
+    run: impl FnOnce(&Engine<'_, Head>) -> Result<Value, QueryError> + Send + 'static,
+) -> Response {
     let head = api.head.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         let engine = Engine::new(head.as_ref());
-        let result = engine.instant(&q, t);
+        let result = run(&engine);
         (result, engine.warnings())
     })
-    .await
-    .map(|(result, warnings)| result.map(|v| (v, warnings)));
+    .await;
     match outcome {
-        Ok(Ok((value, warnings))) => success_with(result_json(&value, t), warnings),
-        Ok(Err(e)) => query_error(e),
+        Ok((Ok(value), warnings)) => success_with(result_json(&value, t), warnings),
+        Ok((Err(e), _)) => query_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
 }
@@ -292,24 +302,7 @@ async fn query_range(
         (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r.into_response(),
     };
     let q = q.to_string();
-    let head = api.head.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let engine = Engine::new(head.as_ref());
-        let result = engine.range(&q, start, end, step);
-        (result, engine.warnings())
-    })
-    .await
-    .map(|(result, warnings)| result.map(|v| (v, warnings)));
-    match outcome {
-        Ok(Ok((value, warnings))) => success_with(result_json(&value, end), warnings),
-        Ok(Err(QueryError::Execution(m)))
-            if m.contains("step") || m.contains("end timestamp") || m.contains("resolution") =>
-        {
-            error(StatusCode::BAD_REQUEST, "bad_data", m)
-        }
-        Ok(Err(e)) => query_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
-    }
+    evaluate(&api, end, move |engine| engine.range(&q, start, end, step)).await
 }
 
 async fn write(State(api): State<Api>, body: Bytes) -> Response {
@@ -354,6 +347,17 @@ fn selectors(p: &[(String, String)]) -> Result<Vec<Vec<rampart_promql::Matcher>>
     Ok(sets)
 }
 
+/// As [`selectors`], for endpoints that need at least one.
+fn required_selectors(
+    p: &[(String, String)],
+) -> Result<Vec<Vec<rampart_promql::Matcher>>, ApiError> {
+    let sets = selectors(p)?;
+    if sets.is_empty() {
+        return Err(bad("no match[] parameter provided"));
+    }
+    Ok(sets)
+}
+
 async fn delete_series(
     State(api): State<Api>,
     RawQuery(raw): RawQuery,
@@ -361,14 +365,7 @@ async fn delete_series(
     body: Bytes,
 ) -> Response {
     let p = params(raw, &headers, &body);
-    let sets = match selectors(&p) {
-        Ok(s) if s.is_empty() => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_data",
-                "no match[] parameter provided",
-            );
-        }
+    let sets = match required_selectors(&p) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
@@ -398,14 +395,7 @@ async fn series(
     body: Bytes,
 ) -> Response {
     let p = params(raw, &headers, &body);
-    let sets = match selectors(&p) {
-        Ok(s) if s.is_empty() => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_data",
-                "no match[] parameter provided",
-            );
-        }
+    let sets = match required_selectors(&p) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
