@@ -119,15 +119,20 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
         };
         let value = self.eval(&expr, at)?;
         Ok(match value {
-            Value::Vector(mut v) => {
-                // Instant results carry no duplicate label sets.
-                check_unique(&v)?;
+            Value::Vector(v) => {
+                let mut v = finish_vector(v)?;
                 if !keeps_order(&expr) {
                     v.sort_by(|a, b| a.labels.cmp(&b.labels));
                 }
                 Value::Vector(v)
             }
             Value::Matrix(mut m) => {
+                for s in &mut m {
+                    if s.drop_name {
+                        s.labels.remove(METRIC_NAME);
+                        s.drop_name = false;
+                    }
+                }
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Value::Matrix(m)
             }
@@ -171,7 +176,7 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
                 ));
             }
         }
-        let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut series: PointsByLabels = HashMap::new();
         let mut t = start;
         while t <= end {
             let at = At {
@@ -181,11 +186,10 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
                 step,
             };
             match self.eval(&expr, at)? {
-                Value::Scalar(v) => series.entry(Labels::default()).or_default().push((t, v)),
+                Value::Scalar(v) => series.entry(Labels::default()).or_default().0.push((t, v)),
                 Value::Vector(v) => {
-                    check_unique(&v)?;
-                    for s in v {
-                        series.entry(s.labels).or_default().push((t, s.value));
+                    for s in finish_vector(v)? {
+                        series.entry(s.labels).or_default().0.push((t, s.value));
                     }
                 }
                 other => {
@@ -210,8 +214,9 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
                 Value::Vector(v) => Ok(Value::Vector(
                     v.into_iter()
                         .map(|s| Sample {
-                            labels: s.labels.without_name(),
+                            labels: s.labels,
                             value: -s.value,
+                            drop_name: true,
                         })
                         .collect(),
                 )),
@@ -232,18 +237,20 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
                 let range = millis(sq.range);
                 // Steps at absolute multiples of the step, in (reference - range, reference].
                 let first = (reference - range).div_euclid(step) * step + step;
-                let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+                let mut series: PointsByLabels = HashMap::new();
                 let mut t = first;
                 while t <= reference {
                     let inner = At { t, ..at };
                     match self.eval(&sq.expr, inner)? {
                         Value::Vector(v) => {
                             for s in v {
-                                series.entry(s.labels).or_default().push((t, s.value));
+                                let entry = series.entry(s.labels).or_default();
+                                entry.0.push((t, s.value));
+                                entry.1 |= s.drop_name;
                             }
                         }
                         Value::Scalar(v) => {
-                            series.entry(Labels::default()).or_default().push((t, v))
+                            series.entry(Labels::default()).or_default().0.push((t, v))
                         }
                         other => {
                             return fail(format!("subquery over a {}", other.type_name()));
@@ -318,10 +325,7 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
                     .iter()
                     .rev()
                     .find(|(t, _)| *t <= reference && *t > reference - self.lookback_ms)?;
-                (!is_stale(value)).then_some(Sample {
-                    labels: s.labels,
-                    value,
-                })
+                (!is_stale(value)).then_some(Sample::new(s.labels, value))
             })
             .collect())
     }
@@ -345,6 +349,7 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
                 (!points.is_empty()).then_some(Series {
                     labels: s.labels,
                     points,
+                    drop_name: false,
                 })
             })
             .collect())
@@ -468,10 +473,10 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
         };
         if name == "absent_over_time" {
             return Ok(Value::Vector(if matrix.is_empty() {
-                vec![Sample {
-                    labels: absent_labels(args.first().map(|b| b.as_ref())),
-                    value: 1.0,
-                }]
+                vec![Sample::new(
+                    absent_labels(args.first().map(|b| b.as_ref())),
+                    1.0,
+                )]
             } else {
                 Vec::new()
             }));
@@ -508,12 +513,9 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
             };
             if let Some(value) = crate::range_fns::eval(name, &window, &scalars, at.t) {
                 out.push(Sample {
-                    labels: if keeps_name {
-                        s.labels
-                    } else {
-                        s.labels.without_name()
-                    },
+                    labels: s.labels,
                     value,
+                    drop_name: s.drop_name || !keeps_name,
                 });
             }
         }
@@ -566,8 +568,9 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
                         .rev()
                         .find(|(t, _)| *t <= reference && *t > reference - self.lookback_ms)?;
                     (!is_stale(v)).then(|| Sample {
-                        labels: s.labels.without_name(),
+                        labels: s.labels,
                         value: t as f64 / 1000.0,
+                        drop_name: true,
                     })
                 })
                 .collect();
@@ -577,8 +580,9 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
             Value::Vector(v) => Ok(Value::Vector(
                 v.into_iter()
                     .map(|s| Sample {
-                        labels: s.labels.without_name(),
+                        labels: s.labels,
                         value: at.t as f64 / 1000.0,
+                        drop_name: true,
                     })
                     .collect(),
             )),
@@ -594,10 +598,10 @@ impl<'s, S: Storage + ?Sized> Engine<'s, S> {
             return fail("absent: expected one argument");
         };
         match self.eval(arg, at)? {
-            Value::Vector(v) if v.is_empty() => Ok(Value::Vector(vec![Sample {
-                labels: absent_labels(Some(arg)),
-                value: 1.0,
-            }])),
+            Value::Vector(v) if v.is_empty() => Ok(Value::Vector(vec![Sample::new(
+                absent_labels(Some(arg)),
+                1.0,
+            )])),
             Value::Vector(_) => Ok(Value::Vector(Vec::new())),
             other => fail(format!(
                 "absent: expected an instant vector, got {}",
@@ -650,11 +654,18 @@ fn system_time_millis(t: SystemTime) -> i64 {
     }
 }
 
+/// Points gathered per label set, with whether the name is to go.
+type PointsByLabels = HashMap<Labels, (Vec<(i64, f64)>, bool)>;
+
 /// Points gathered per label set, as a matrix sorted by labels.
-fn matrix(series: HashMap<Labels, Vec<(i64, f64)>>) -> Value {
+fn matrix(series: PointsByLabels) -> Value {
     let mut out: Vec<Series> = series
         .into_iter()
-        .map(|(labels, points)| Series { labels, points })
+        .map(|(labels, (points, drop_name))| Series {
+            labels,
+            points,
+            drop_name,
+        })
         .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     Value::Matrix(out)
@@ -714,6 +725,23 @@ fn keeps_order(expr: &Expr) -> bool {
     }
 }
 
+/// A vector as a query returns it: names marked to go are removed, and the label sets left
+/// must be distinct.
+fn finish_vector(v: Vec<Sample>) -> Result<Vec<Sample>, QueryError> {
+    let v: Vec<Sample> = v
+        .into_iter()
+        .map(|mut s| {
+            if s.drop_name {
+                s.labels.remove(METRIC_NAME);
+                s.drop_name = false;
+            }
+            s
+        })
+        .collect();
+    check_unique(&v)?;
+    Ok(v)
+}
+
 fn check_unique(v: &[Sample]) -> Result<(), QueryError> {
     let mut seen = std::collections::HashSet::with_capacity(v.len());
     for s in v {
@@ -771,20 +799,19 @@ fn vector_scalar(
         if comparison {
             if return_bool {
                 out.push(Sample {
-                    labels: s.labels.without_name(),
+                    labels: s.labels,
                     value: f64::from(u8::from(keep)),
+                    drop_name: true,
                 });
             } else if keep {
                 // A filter keeps the vector's own value and name.
-                out.push(Sample {
-                    labels: s.labels,
-                    value: s.value,
-                });
+                out.push(s);
             }
         } else {
             out.push(Sample {
-                labels: s.labels.without_name(),
+                labels: s.labels,
                 value: v,
+                drop_name: true,
             });
         }
     }
@@ -901,9 +928,7 @@ fn vector_vector(
             v
         };
         let mut labels = s.labels.clone();
-        if !comparison || return_bool {
-            labels.remove(METRIC_NAME);
-        }
+        let drop_name = s.drop_name || !comparison || return_bool;
         if one_to_one {
             labels = match matching {
                 Some(LabelModifier::Include(names)) => labels.keep(&names.labels),
@@ -920,7 +945,11 @@ fn vector_vector(
         if !one_to_one && !seen_outputs.insert(labels.clone()) {
             return fail("multiple matches for labels: grouping labels must ensure unique matches");
         }
-        out.push(Sample { labels, value });
+        out.push(Sample {
+            labels,
+            value,
+            drop_name,
+        });
     }
     Ok(out)
 }

@@ -154,7 +154,7 @@ pub fn aggregate(
         }
         return Ok(counts
             .into_iter()
-            .map(|(labels, value)| Sample { labels, value })
+            .map(|(labels, value)| Sample::new(labels, value))
             .collect());
     }
     let phi = if op == "quantile" {
@@ -187,7 +187,14 @@ pub fn aggregate(
             "quantile" => quantile(phi.unwrap_or(f64::NAN), &mut values.clone()),
             other => return fail(format!("unknown aggregation {other}")),
         };
-        out.push(Sample { labels: key, value });
+        // A name kept by `by (__name__)` still goes if any member's was to go.
+        let drop_name =
+            key.get(crate::value::METRIC_NAME).is_some() && members.iter().any(|s| s.drop_name);
+        out.push(Sample {
+            labels: key,
+            value,
+            drop_name,
+        });
     }
     Ok(out)
 }
@@ -270,8 +277,9 @@ fn map_values(v: Vec<Sample>, f: impl Fn(f64) -> f64) -> Value {
     Value::Vector(
         v.into_iter()
             .map(|s| Sample {
-                labels: s.labels.without_name(),
+                labels: s.labels,
                 value: f(s.value),
+                drop_name: true,
             })
             .collect(),
     )
@@ -291,10 +299,10 @@ fn date_part(
         }
     };
     if values.is_empty() {
-        return Ok(Value::Vector(vec![Sample {
-            labels: Labels::default(),
-            value: at(t as f64 / 1000.0),
-        }]));
+        return Ok(Value::Vector(vec![Sample::new(
+            Labels::default(),
+            at(t as f64 / 1000.0),
+        )]));
     }
     let v = vector_arg(name, values, 0)?;
     Ok(map_values(
@@ -385,10 +393,10 @@ pub fn call(name: &str, values: Vec<Value>, t: i64) -> Result<Value, QueryError>
                 a.max(b)
             }))
         }
-        "vector" => Ok(Value::Vector(vec![Sample {
-            labels: Labels::default(),
-            value: scalar_arg(name, &values, 0)?,
-        }])),
+        "vector" => Ok(Value::Vector(vec![Sample::new(
+            Labels::default(),
+            scalar_arg(name, &values, 0)?,
+        )])),
         "sort" | "sort_desc" => {
             let mut v = v0()?;
             if name == "sort" {
@@ -450,6 +458,10 @@ pub fn call(name: &str, values: Vec<Value>, t: i64) -> Result<Value, QueryError>
                     // `$1` and `${name}` read as in Go (`$1x` names the group `1x` in both).
                     caps.expand(replacement, &mut expanded);
                     s.labels.set(dst, &expanded);
+                    // Writing the name keeps it.
+                    if dst == crate::value::METRIC_NAME {
+                        s.drop_name = false;
+                    }
                 }
                 out.push(s);
             }
@@ -476,6 +488,9 @@ pub fn call(name: &str, values: Vec<Value>, t: i64) -> Result<Value, QueryError>
                             .collect::<Vec<_>>()
                             .join(separator);
                         s.labels.set(dst, &joined);
+                        if dst == crate::value::METRIC_NAME {
+                            s.drop_name = false;
+                        }
                         s
                     })
                     .collect(),
@@ -573,10 +588,7 @@ fn histogram_quantile(phi: f64, v: Vec<Sample>) -> Vec<Sample> {
     for key in order {
         let mut buckets = groups.remove(&key).unwrap_or_default();
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-        out.push(Sample {
-            labels: key,
-            value: bucket_quantile(phi, &mut buckets),
-        });
+        out.push(Sample::new(key, bucket_quantile(phi, &mut buckets)));
     }
     out
 }
@@ -651,10 +663,10 @@ mod tests {
     use crate::value::METRIC_NAME;
 
     fn sample(pairs: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            labels: Labels::new(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string()))),
+        Sample::new(
+            Labels::new(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string()))),
             value,
-        }
+        )
     }
 
     #[test]
@@ -687,7 +699,7 @@ mod tests {
     }
 
     #[test]
-    fn metric_names_are_dropped_by_math() {
+    fn metric_names_are_marked_to_go_by_math() {
         let Value::Vector(v) = call(
             "abs",
             vec![Value::Vector(vec![sample(
@@ -700,6 +712,8 @@ mod tests {
             panic!()
         };
         assert_eq!(v[0].value, 2.0);
-        assert_eq!(v[0].labels.get(METRIC_NAME), None);
+        // Kept for label functions until the query ends (delayed name removal).
+        assert_eq!(v[0].labels.get(METRIC_NAME), Some("x"));
+        assert!(v[0].drop_name);
     }
 }

@@ -101,6 +101,19 @@ impl std::fmt::Display for Labels {
 pub struct Sample {
     pub labels: Labels,
     pub value: f64,
+    /// The metric name goes when the query ends (Prometheus 3's delayed name removal): label
+    /// functions and `by (__name__)` can still see it until then.
+    pub drop_name: bool,
+}
+
+impl Sample {
+    pub fn new(labels: Labels, value: f64) -> Sample {
+        Sample {
+            labels,
+            value,
+            drop_name: false,
+        }
+    }
 }
 
 /// A series with points (timestamps in milliseconds, oldest first).
@@ -108,6 +121,8 @@ pub struct Sample {
 pub struct Series {
     pub labels: Labels,
     pub points: Vec<(i64, f64)>,
+    /// As [`Sample::drop_name`].
+    pub drop_name: bool,
 }
 
 /// What an expression evaluates to.

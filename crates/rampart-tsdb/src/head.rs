@@ -243,6 +243,7 @@ impl Storage for Head {
                 (from < to).then(|| Series {
                     labels: s.labels.clone(),
                     points: s.samples[from..to].to_vec(),
+                    drop_name: false,
                 })
             })
             .collect()
